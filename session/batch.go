@@ -1,0 +1,330 @@
+package session
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Keyed is an event with its key, as the batch paths hold them.
+type Keyed struct {
+	Key string
+	Event
+}
+
+// Batch sessionizes a finite input: every event is known up front, so the
+// watermark at the end is the largest event time of the input (DESIGN.md §3,
+// batch end of input). It runs the same Tracker as the workflows, once per
+// key, with the input position (line number) as arrival order.
+type Batch struct {
+	Rules    *Rules
+	Pipeline string
+	// Workers is the number of goroutines that decode and sessionize;
+	// default GOMAXPROCS.
+	Workers int
+	// OnInvalid is called, in input order, for each line that is not a valid
+	// event; line numbers start at 1. Returning an error stops the run with
+	// that error (strict mode). Nil skips invalid lines silently.
+	OnInvalid func(line int64, raw []byte, err error) error
+}
+
+// BatchStats count a batch run's input and output.
+type BatchStats struct {
+	Lines    int64 `json:"lines"`    // non-blank input lines
+	Events   int64 `json:"events"`   // valid events
+	Invalid  int64 `json:"invalid"`  // lines that failed decoding
+	Sessions int64 `json:"sessions"` // records produced
+	Stats          // duplicates and ignored events (never late in a batch)
+	MaxTime  int64 `json:"max_time_ms"`
+}
+
+// chunkSize is the unit of parallel decoding: big enough to amortize the
+// hand-off, small enough to keep both cores busy on modest inputs.
+const chunkSize = 1 << 20
+
+type chunk struct {
+	index     int
+	data      []byte
+	firstLine int64 // line number of the chunk's first line
+}
+
+type decoded struct {
+	index   int
+	shards  [][]Keyed // by key hash
+	invalid []invalidLine
+	lines   int64
+	maxTime int64
+}
+
+type invalidLine struct {
+	line int64
+	raw  []byte
+	err  error
+}
+
+// Run reads JSON lines from r and returns the sessions sorted by key, then
+// start time.
+func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, error) {
+	workers := b.workers()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	chunks := make(chan chunk, workers)
+	results := make(chan decoded, workers)
+	go func() {
+		defer close(chunks)
+		if err := readChunks(ctx, r, chunks); err != nil {
+			cancel(err)
+		}
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := NewDecoder(b.Rules)
+			keys := make(map[string]string)
+			for c := range chunks {
+				select {
+				case results <- decodeChunk(d, keys, c, workers):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	// Results arrive out of order; they are taken in input order so that
+	// invalid lines are reported in order and strict mode stops at the first.
+	var stats BatchStats
+	stats.MaxTime = NoWatermark
+	shards := make([][][]Keyed, workers)
+	held := make(map[int]decoded)
+	next := 0
+	for res := range results {
+		held[res.index] = res
+		for {
+			d, ok := held[next]
+			if !ok {
+				break
+			}
+			delete(held, next)
+			next++
+			stats.Lines += d.lines
+			stats.Invalid += int64(len(d.invalid))
+			stats.MaxTime = max(stats.MaxTime, d.maxTime)
+			for i, part := range d.shards {
+				stats.Events += int64(len(part))
+				shards[i] = append(shards[i], part)
+			}
+			if b.OnInvalid == nil || context.Cause(ctx) != nil {
+				continue
+			}
+			for _, inv := range d.invalid {
+				if err := b.OnInvalid(inv.line, inv.raw, inv.err); err != nil {
+					cancel(err)
+					break
+				}
+			}
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, stats, err
+	}
+	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, stats.MaxTime)
+	stats.Stats = st
+	stats.Sessions = int64(len(records))
+	return records, stats, nil
+}
+
+func (b *Batch) workers() int {
+	if b.Workers > 0 {
+		return b.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// readChunks cuts the input at line ends into chunks of about chunkSize.
+func readChunks(ctx context.Context, r io.Reader, out chan<- chunk) error {
+	var carry []byte
+	line := int64(1)
+	for index := 0; ; index++ {
+		buf := make([]byte, len(carry), max(chunkSize, 2*len(carry)))
+		copy(buf, carry)
+		n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !eof {
+			return fmt.Errorf("read input: %w", err)
+		}
+		cut := len(buf)
+		if !eof {
+			cut = bytes.LastIndexByte(buf, '\n') + 1
+			if cut == 0 { // a line longer than the buffer: read on
+				carry = buf
+				index--
+				continue
+			}
+		}
+		carry = buf[cut:]
+		if cut > 0 {
+			select {
+			case out <- chunk{index: index, data: buf[:cut], firstLine: line}:
+			case <-ctx.Done():
+				return nil
+			}
+			line += int64(bytes.Count(buf[:cut], []byte{'\n'}))
+		} else {
+			index--
+		}
+		if eof {
+			return nil
+		}
+	}
+}
+
+func decodeChunk(d *Decoder, keys map[string]string, c chunk, nshards int) decoded {
+	res := decoded{index: c.index, shards: make([][]Keyed, nshards), maxTime: NoWatermark}
+	per := bytes.Count(c.data, []byte{'\n'})/nshards + 1
+	for i := range res.shards {
+		res.shards[i] = make([]Keyed, 0, per+per/4)
+	}
+	data := c.data
+	for ln := c.firstLine; len(data) > 0; ln++ {
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		res.lines++
+		key, e, err := d.Decode(line)
+		if err != nil {
+			res.invalid = append(res.invalid, invalidLine{line: ln, raw: line, err: err})
+			continue
+		}
+		e.Seq = ln
+		res.maxTime = max(res.maxTime, e.Time)
+		k, ok := keys[string(key)]
+		if !ok {
+			k = string(key)
+			keys[k] = k
+		}
+		s := xxhash.Sum64String(k) % uint64(nshards)
+		res.shards[s] = append(res.shards[s], Keyed{Key: k, Event: e})
+	}
+	return res
+}
+
+// Sessionize runs the rules over events already decoded, as a batch whose
+// end-of-input watermark is the largest event time. Events of a key are taken
+// in time order, ties in Seq order. The result is sorted by key, then start.
+func Sessionize(r *Rules, pipeline string, events []Keyed) ([]Record, Stats) {
+	maxTime := NoWatermark
+	for _, e := range events {
+		maxTime = max(maxTime, e.Time)
+	}
+	return sessionizeShards(r, pipeline, [][][]Keyed{{events}}, maxTime)
+}
+
+// sessionizeShards groups each shard's events by key and runs a Tracker over
+// each key, shards in parallel. Shards hold disjoint keys.
+func sessionizeShards(r *Rules, pipeline string, shards [][][]Keyed, maxTime int64) ([]Record, Stats) {
+	out := make([][]Record, len(shards))
+	stats := make([]Stats, len(shards))
+	var wg sync.WaitGroup
+	for i, parts := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], stats[i] = sessionizeShard(r, pipeline, parts, maxTime)
+		}()
+	}
+	wg.Wait()
+	var total Stats
+	for _, s := range stats {
+		total.Duplicates += s.Duplicates
+		total.Ignored += s.Ignored
+	}
+	return mergeSorted(out), total
+}
+
+func sessionizeShard(r *Rules, pipeline string, parts [][]Keyed, maxTime int64) ([]Record, Stats) {
+	index := make(map[string]int)
+	var keys []string
+	var groups [][]Event
+	for _, part := range parts {
+		for _, e := range part {
+			i, ok := index[e.Key]
+			if !ok {
+				i = len(keys)
+				index[e.Key] = i
+				keys = append(keys, e.Key)
+				groups = append(groups, nil)
+			}
+			groups[i] = append(groups[i], e.Event)
+		}
+	}
+	var records []Record
+	var stats Stats
+	t := NewTracker(r, pipeline, "")
+	for i, key := range keys {
+		records = append(records, t.run(key, groups[i], maxTime)...)
+		groups[i] = nil
+	}
+	stats = t.stats
+	slices.SortFunc(records, compareRecords)
+	return records, stats
+}
+
+// run resets the tracker to a new key and sessionizes that key's events as a
+// complete input. It takes ownership of events.
+func (t *Tracker) run(key string, events []Event, maxTime int64) []Record {
+	t.key, t.pending, t.w, t.open = key, events, NoWatermark, false
+	clear(t.seen)
+	t.seenAt = 0
+	t.sorted = slices.IsSortedFunc(events, compareEvents)
+	return t.Finish(maxTime)
+}
+
+func compareRecords(a, b Record) int {
+	if c := cmp.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Start, b.Start)
+}
+
+// mergeSorted merges lists sorted by compareRecords.
+func mergeSorted(lists [][]Record) []Record {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	out := make([]Record, 0, n)
+	for {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || compareRecords(l[0], lists[best][0]) < 0) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		out = append(out, lists[best][0])
+		lists[best] = lists[best][1:]
+	}
+}
