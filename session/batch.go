@@ -286,7 +286,7 @@ func sessionizeShard(r *Rules, pipeline string, parts [][]Keyed, maxTime int64) 
 		groups[i] = nil
 	}
 	stats = t.stats
-	slices.SortFunc(records, compareRecords)
+	slices.SortStableFunc(records, compareRecords)
 	return records, stats
 }
 
@@ -300,11 +300,12 @@ func (t *Tracker) run(key string, events []Event, maxTime int64) []Record {
 	return t.Finish(maxTime)
 }
 
+// compareRecords orders by key, then start. Two sessions of a key can start
+// in the same millisecond only when an end marker closed the first at that
+// instant; the end time orders those, and a stable sort keeps close order
+// for the rest.
 func compareRecords(a, b Record) int {
-	if c := cmp.Compare(a.Key, b.Key); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Start, b.Start)
+	return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Start, b.Start), cmp.Compare(a.End, b.End))
 }
 
 // mergeSorted merges lists sorted by compareRecords.
