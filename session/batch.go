@@ -263,31 +263,61 @@ func sessionizeShards(r *Rules, pipeline string, shards [][][]Keyed, maxTime int
 }
 
 func sessionizeShard(r *Rules, pipeline string, parts [][]Keyed, maxTime int64) ([]Record, Stats) {
-	index := make(map[string]int)
-	var keys []string
-	var groups [][]Event
+	// A counting sort by key: one map lookup per event, then every key's
+	// events land contiguously, keys in sorted order. A key's sessions close
+	// in (start, end) order, so the records come out sorted with no sort of
+	// their own.
+	total := 0
 	for _, part := range parts {
-		for _, e := range part {
-			i, ok := index[e.Key]
+		total += len(part)
+	}
+	index := make(map[string]int32)
+	var keys []string
+	var counts []int
+	ids := make([]int32, 0, total)
+	for _, part := range parts {
+		for i := range part {
+			k, ok := index[part[i].Key]
 			if !ok {
-				i = len(keys)
-				index[e.Key] = i
-				keys = append(keys, e.Key)
-				groups = append(groups, nil)
+				k = int32(len(keys))
+				index[part[i].Key] = k
+				keys = append(keys, part[i].Key)
+				counts = append(counts, 0)
 			}
-			groups[i] = append(groups[i], e.Event)
+			ids = append(ids, k)
+			counts[k]++
 		}
 	}
-	var records []Record
-	var stats Stats
-	t := NewTracker(r, pipeline, "")
-	for i, key := range keys {
-		records = append(records, t.run(key, groups[i], maxTime)...)
-		groups[i] = nil
+	order := make([]int32, len(keys))
+	for i := range order {
+		order[i] = int32(i)
 	}
-	stats = t.stats
-	slices.SortStableFunc(records, compareRecords)
-	return records, stats
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(keys[a], keys[b]) })
+	next := make([]int, len(keys)) // where a key's next event goes
+	off := 0
+	for _, k := range order {
+		next[k] = off
+		off += counts[k]
+	}
+	flat := make([]Event, total)
+	n := 0
+	for _, part := range parts {
+		for i := range part {
+			k := ids[n]
+			flat[next[k]] = part[i].Event
+			next[k]++
+			n++
+		}
+	}
+
+	records := make([]Record, 0, len(keys))
+	t := NewTracker(r, pipeline, "")
+	off = 0
+	for _, k := range order {
+		records = append(records, t.run(keys[k], flat[off:off+counts[k]:off+counts[k]], maxTime)...)
+		off += counts[k]
+	}
+	return records, t.stats
 }
 
 // run resets the tracker to a new key and sessionizes that key's events as a
@@ -297,7 +327,9 @@ func (t *Tracker) run(key string, events []Event, maxTime int64) []Record {
 	clear(t.seen)
 	t.seenAt = 0
 	t.sorted = slices.IsSortedFunc(events, compareEvents)
-	return t.Finish(maxTime)
+	recs := t.Finish(maxTime)
+	t.pending = nil
+	return recs
 }
 
 // compareRecords orders by key, then start. Two sessions of a key can start

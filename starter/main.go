@@ -5,12 +5,37 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns its exit status: 0 success, 1 failure,
+// 2 bad usage.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "starter:", err)
+		var ue usageError
+		if errors.As(err, &ue) || isFlagError(err) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "starter",
 		Short: "Sessionflow's operator CLI",
@@ -23,14 +48,19 @@ and the backfill for the same events.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(sessionizeCmd())
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "starter:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	// Flag parse errors become usage errors (exit 2) with the command's name.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%s: %w (see '%s --help')", cmd.Name(), err, cmd.CommandPath())}
+	})
+	return root
+}
+
+// isFlagError recognizes cobra's own usage complaints that do not pass
+// through the flag error function (unknown commands, extra arguments).
+func isFlagError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.Contains(msg, "accepts ") ||
+		strings.HasPrefix(msg, "unknown flag") || strings.Contains(msg, "unknown shorthand")
 }
 
 // usageError marks bad flags or arguments: exit status 2, as flag parsing has.

@@ -65,20 +65,27 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		defer stop()
-		return sessionize(ctx, rules, in, out, format, pipeline, strict, workers)
+		std := stdio{in: cmd.InOrStdin(), out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+		return sessionize(ctx, std, rules, in, out, format, pipeline, strict, workers)
 	}
 	return cmd
 }
 
-func sessionize(ctx context.Context, rules *session.Rules, in, out, format, pipeline string, strict bool, workers int) error {
+// stdio are the command's standard streams, replaceable in tests.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func sessionize(ctx context.Context, std stdio, rules *session.Rules, in, out, format, pipeline string, strict bool, workers int) error {
 	started := time.Now()
-	r, closeIn, err := openInput(in)
+	r, closeIn, err := openInput(in, std.in)
 	if err != nil {
 		return err
 	}
 	defer closeIn()
 
-	stderr := bufio.NewWriter(os.Stderr)
+	stderr := bufio.NewWriter(std.err)
 	defer stderr.Flush()
 	b := session.Batch{Rules: rules, Pipeline: pipeline, Workers: workers,
 		OnInvalid: func(line int64, raw []byte, err error) error {
@@ -93,7 +100,7 @@ func sessionize(ctx context.Context, rules *session.Rules, in, out, format, pipe
 		return err
 	}
 
-	w, closeOut, err := openOutput(out)
+	w, closeOut, err := openOutput(out, std.out)
 	if err != nil {
 		return err
 	}
@@ -124,20 +131,21 @@ func inputName(in string) string {
 
 // openInput opens a file or stdin and undoes gzip, recognized by its magic
 // bytes rather than the file name so that piped .gz input works too.
-func openInput(name string) (io.Reader, func(), error) {
-	f := os.Stdin
+func openInput(name string, stdin io.Reader) (io.Reader, func(), error) {
+	var f io.Reader = stdin
+	closeFn := func() {}
 	if name != "-" {
-		var err error
-		if f, err = os.Open(name); err != nil {
+		file, err := os.Open(name)
+		if err != nil {
 			return nil, nil, fmt.Errorf("open input: %w", err)
 		}
+		f, closeFn = file, func() { file.Close() }
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
-	closeFn := func() { f.Close() }
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			f.Close()
+			closeFn()
 			return nil, nil, fmt.Errorf("open input %s: %w", name, err)
 		}
 		return zr, closeFn, nil
@@ -145,9 +153,9 @@ func openInput(name string) (io.Reader, func(), error) {
 	return br, closeFn, nil
 }
 
-func openOutput(name string) (*bufio.Writer, func() error, error) {
+func openOutput(name string, stdout io.Writer) (*bufio.Writer, func() error, error) {
 	if name == "-" {
-		w := bufio.NewWriterSize(os.Stdout, 1<<20)
+		w := bufio.NewWriterSize(stdout, 1<<20)
 		return w, w.Flush, nil
 	}
 	f, err := os.Create(name)

@@ -1,0 +1,122 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestBatchInvalidLines(t *testing.T) {
+	input := strings.Join([]string{
+		click("u", 0, "a"),
+		`not json`,
+		``,
+		`{"uuid":"u"}`,
+		click("u", mnt, "b"),
+		`{"uuid":"","event_timestamp":1}`,
+		`{"uuid":"v","event_timestamp":"9999-01-01T00:00:00Z"}`,
+		click("v", 2*mnt, "c") + "\r",
+	}, "\n") // no final newline
+	type inv struct {
+		line int64
+		err  error
+	}
+	var got []inv
+	b := Batch{Rules: rulesOf(t, Clickstream, nil), Workers: 3, OnInvalid: func(line int64, raw []byte, err error) error {
+		got = append(got, inv{line, err})
+		return nil
+	}}
+	recs, stats, err := b.Run(context.Background(), strings.NewReader(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInv := []inv{{2, ErrNotJSON}, {4, ErrBadTime}, {6, ErrMissingKey}, {7, ErrTimeRange}}
+	if len(got) != len(wantInv) {
+		t.Fatalf("invalid lines %v, want %v", got, wantInv)
+	}
+	for i, w := range wantInv {
+		if got[i].line != w.line || !errors.Is(got[i].err, w.err) {
+			t.Errorf("invalid %d: line %d %v, want line %d %v", i, got[i].line, got[i].err, w.line, w.err)
+		}
+	}
+	checkSessions(t, recs, []want{{"u", 0, mnt, 2, ReasonEndOfInput}, {"v", 2 * mnt, 2 * mnt, 1, ReasonEndOfInput}})
+	if stats.Lines != 7 || stats.Events != 3 || stats.Invalid != 4 || stats.Sessions != 2 {
+		t.Errorf("stats %+v", stats)
+	}
+}
+
+func TestBatchStrictStopsAtFirstInvalid(t *testing.T) {
+	var lines []string
+	for i := range 50000 {
+		lines = append(lines, click(fmt.Sprintf("u%d", i%100), int64(i)*sec, "p"))
+	}
+	lines[30000] = "{broken"
+	lines[45000] = "{broken too"
+	stop := errors.New("strict")
+	var first int64
+	b := Batch{Rules: rulesOf(t, Clickstream, nil), OnInvalid: func(line int64, _ []byte, err error) error {
+		first = line
+		return stop
+	}}
+	_, _, err := b.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n")))
+	if !errors.Is(err, stop) || first != 30001 {
+		t.Errorf("err %v at line %d, want the strict error at line 30001", err, first)
+	}
+}
+
+// TestBatchChunking runs an input of several chunks, with one line longer
+// than a chunk, at several worker counts: the result must not depend on how
+// the input was cut or spread.
+func TestBatchChunking(t *testing.T) {
+	var lines []string
+	for i := range 40000 {
+		lines = append(lines, click(fmt.Sprintf("user-%d", i%700), int64(i)*7*sec, fmt.Sprintf("p%d", i%5)))
+	}
+	long := fmt.Sprintf(`{"uuid":"user-1","event_timestamp":%d,"page_name":"long","pad":"%s"}`, t0+3*sec, strings.Repeat("x", 3*chunkSize))
+	lines = append(lines[:20000], append([]string{long}, lines[20000:]...)...)
+	input := strings.Join(lines, "\n") + "\n"
+
+	var results [][]Record
+	for _, workers := range []int{1, 2, 5} {
+		b := Batch{Rules: rulesOf(t, Clickstream, nil), Workers: workers}
+		recs, stats, err := b.Run(context.Background(), strings.NewReader(input))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Events != 40001 {
+			t.Fatalf("workers %d: %d events, want 40001", workers, stats.Events)
+		}
+		results = append(results, recs)
+	}
+	// The reference: one key at a time through Sessionize, no chunking.
+	var events []Keyed
+	d := NewDecoder(rulesOf(t, Clickstream, nil))
+	for i, l := range lines {
+		key, e, err := d.Decode([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Seq = int64(i + 1)
+		events = append(events, Keyed{Key: string(key), Event: e})
+	}
+	ref, _ := Sessionize(rulesOf(t, Clickstream, nil), "", events)
+	var n int64
+	for _, r := range ref {
+		n += r.EventCount
+		// user-1's events come every 4900s; the long line (t0+3s) and the
+		// first of them (t0+7s) make one session.
+		if r.Key == "user-1" && contains(r.PagesVisited, "long") && (r.Start != t0+3*sec || r.EventCount != 2) {
+			t.Errorf("the long line should open user-1's first session of 2 events, got %+v", r)
+		}
+	}
+	if n != 40001 {
+		t.Errorf("sessions hold %d events, want 40001", n)
+	}
+	for i, recs := range results {
+		if fmt.Sprint(summarize(recs)) != fmt.Sprint(summarize(ref)) {
+			t.Errorf("run %d differs from the unchunked reference", i)
+		}
+	}
+}
