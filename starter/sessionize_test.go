@@ -195,3 +195,35 @@ func TestSessionizeHelp(t *testing.T) {
 		t.Errorf("help exit %d", code)
 	}
 }
+
+// TestGenerateRoundTrip: a generated clickstream sessionizes without invalid
+// lines, and every event lands in exactly one session.
+func TestGenerateRoundTrip(t *testing.T) {
+	code, clicks, stderr := runCLI(t, "", "generate", "--num-users", "50", "--events", "2000", "--seed", "7")
+	if code != 0 {
+		t.Fatalf("generate: exit %d %s", code, stderr)
+	}
+	if n := strings.Count(clicks, "\n"); n != 2000 {
+		t.Fatalf("generated %d lines, want 2000", n)
+	}
+	code, out, stderr := runCLI(t, clicks, "sessionize")
+	if code != 0 || !strings.Contains(stderr, "2000 events, 0 invalid") {
+		t.Fatalf("sessionize: exit %d %s", code, stderr)
+	}
+	var total float64
+	users := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		total += rec["event_count"].(float64)
+		users[rec["key"].(string)] = true
+		if rec["duration_ms"].(float64) >= 2*3600*1000 {
+			t.Errorf("session longer than the 2h maximum: %s", line)
+		}
+	}
+	if total != 2000 || len(users) != 50 {
+		t.Errorf("sessions hold %v events of %d users, want 2000 of 50", total, len(users))
+	}
+}
