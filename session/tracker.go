@@ -229,3 +229,50 @@ func (t *Tracker) TakeBreaks() []int64 {
 	t.breaks = nil
 	return out
 }
+
+// TrackerState is everything a Tracker knows, in a form that survives
+// serialization: a workflow carries it across continue-as-new.
+type TrackerState struct {
+	Watermark int64        `json:"w"`
+	Pending   []Event      `json:"pending,omitempty"`
+	Open      *OpenSession `json:"open,omitempty"`
+	Seen      []uint64     `json:"seen,omitempty"` // sorted, for a stable encoding
+	SeenAt    int64        `json:"seen_at,omitempty"`
+	Stats     Stats        `json:"stats"`
+}
+
+// State returns the tracker's state. Closed records not yet returned by
+// Advance or Finish are not part of it.
+func (t *Tracker) State() TrackerState {
+	t.sort()
+	s := TrackerState{Watermark: t.w, Pending: slices.Clone(t.pending), SeenAt: t.seenAt, Stats: t.stats}
+	if t.open {
+		cur := t.cur
+		cur.Pages = slices.Clone(cur.Pages)
+		s.Open = &cur
+	}
+	for id := range t.seen {
+		s.Seen = append(s.Seen, id)
+	}
+	slices.Sort(s.Seen)
+	return s
+}
+
+// RestoreTracker returns a tracker in the given state.
+func RestoreTracker(r *Rules, pipeline, key string, s TrackerState) *Tracker {
+	t := NewTracker(r, pipeline, key)
+	t.w, t.seenAt, t.stats = s.Watermark, s.SeenAt, s.Stats
+	t.pending = slices.Clone(s.Pending)
+	t.sorted = slices.IsSortedFunc(t.pending, compareEvents)
+	if s.Open != nil {
+		t.cur, t.open = *s.Open, true
+		t.cur.Pages = slices.Clone(s.Open.Pages)
+	}
+	if len(s.Seen) > 0 {
+		t.seen = make(map[uint64]struct{}, len(s.Seen))
+		for _, id := range s.Seen {
+			t.seen[id] = struct{}{}
+		}
+	}
+	return t
+}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -56,6 +57,20 @@ func randomEvents(rng *rand.Rand, r *Rules, n int) []Keyed {
 	return events
 }
 
+// restored round-trips a tracker through its JSON state, as a workflow's
+// continue-as-new does.
+func restored(tr *Tracker, r *Rules, key string) *Tracker {
+	data, err := json.Marshal(tr.State())
+	if err != nil {
+		panic(err)
+	}
+	var st TrackerState
+	if err := json.Unmarshal(data, &st); err != nil {
+		panic(err)
+	}
+	return RestoreTracker(r, "", key, st)
+}
+
 // streamed feeds events to per-key Trackers in the given arrival order and
 // batching, raising the watermark at random but never above an event that
 // has not arrived yet, then finishes at the input's largest time.
@@ -85,6 +100,11 @@ func streamed(rng *rand.Rand, r *Rules, arrival []Keyed) []Record {
 			}
 		}
 		i = min(i+n, len(arrival))
+		if rng.IntN(4) == 0 { // continue-as-new of every key
+			for _, k := range keys {
+				trackers[k] = restored(trackers[k], r, k)
+			}
+		}
 		if rng.IntN(2) == 0 && lowest[i] > w && i < len(arrival) {
 			if w == NoWatermark {
 				w = lowest[i] - 3*60*mnt
