@@ -1,0 +1,101 @@
+// Package activities holds Sessionflow's Temporal activities: writing
+// session records and late events as Parquet to S3-compatible storage, and
+// sending notifications.
+package activities
+
+import (
+	"github.com/IBM/sarama"
+	"github.com/minio/minio-go/v7"
+	"go.temporal.io/sdk/client"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+// Activities holds the clients the activities use. Register one value with
+// the worker (`w.RegisterActivity(&Activities{...})`) and call its methods
+// from workflows as `var a *Activities; workflow.ExecuteActivity(ctx, a.WriteParquet, in)`.
+// It is safe for concurrent use once built.
+type Activities struct {
+	// S3 and Bucket are where Parquet goes.
+	S3     *minio.Client
+	Bucket string
+	// Webhook, if set, receives notifications as HTTP POSTs.
+	Webhook *Webhook
+	// Kafka, if set, receives notifications on NotifyTopic.
+	Kafka       sarama.SyncProducer
+	NotifyTopic string
+	// Temporal is the client used by activities that talk to other
+	// workflows (the clock query, the sink hand-off).
+	Temporal client.Client
+}
+
+// WriteParquetInput is one flush of a SinkWorkflow.
+type WriteParquetInput struct {
+	// Prefix is the pipeline's output prefix inside the bucket.
+	Prefix string `json:"prefix"`
+	// Sink names the writer ("sink/<pipeline>/<bucket>"); with Seq it names
+	// the objects, so a retried flush overwrites its own objects.
+	Sink    string           `json:"sink"`
+	Bucket  int              `json:"bucket"`
+	Seq     int64            `json:"seq"`
+	Profile session.Profile  `json:"profile"`
+	Records []session.Record `json:"records"`
+}
+
+// WriteParquetResult lists what a flush wrote.
+type WriteParquetResult struct {
+	Objects []string `json:"objects"`
+	Rows    int      `json:"rows"`
+}
+
+// LateEvent is an event that arrived below the watermark it missed.
+type LateEvent struct {
+	Pipeline  string        `json:"pipeline"`
+	Key       string        `json:"key"`
+	Event     session.Event `json:"event"`
+	Watermark int64         `json:"watermark"`
+	// Source is where the event came from (topic/partition/offset), if known.
+	Source string `json:"source,omitempty"`
+	// Raw is the original message, if the writer has it.
+	Raw []byte `json:"raw,omitempty"`
+}
+
+// WriteLateInput is one batch of late events of one writer.
+type WriteLateInput struct {
+	Prefix string `json:"prefix"`
+	// Writer and Seq name the object, as Sink and Seq do for sessions.
+	Writer string      `json:"writer"`
+	Seq    int64       `json:"seq"`
+	Events []LateEvent `json:"events"`
+}
+
+// Notification kinds.
+const (
+	KindSessionClosed = "session_closed"
+	KindExpiryWarning = "expiry_warning"
+	KindBreakStarted  = "break_started"
+)
+
+// Notification is what Notify sends: a closed session, a session about to
+// reach its maximum duration, or a charging break that began.
+type Notification struct {
+	Kind      string `json:"kind"`
+	Pipeline  string `json:"pipeline"`
+	Key       string `json:"key"`
+	SessionID string `json:"session_id"`
+	// At is the event time the notice is about: the close, the expiry, or
+	// the break's start, in epoch ms.
+	At int64 `json:"at_ms"`
+	// Session is the closed record, or the open session so far.
+	Session session.Record `json:"session"`
+}
+
+// IdempotencyKey identifies a notification across retries:
+// "<session_id>:<kind>", plus the break start for break_started since a
+// session can have several breaks.
+func (n Notification) IdempotencyKey() string {
+	if n.Kind == KindBreakStarted {
+		return n.SessionID + ":" + n.Kind + ":" + itoa(n.At)
+	}
+	return n.SessionID + ":" + n.Kind
+}
