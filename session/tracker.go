@@ -30,7 +30,7 @@ type Tracker struct {
 	seen   map[uint64]struct{} // identities applied to the open session
 	seenAt int64               // time of the last identity put in seen
 
-	breaks []int64 // break starts since the last TakeBreaks, when tracked
+	breaks []Break // breaks since the last TakeBreaks, when tracked
 	track  bool
 	closed []Record
 	stats  Stats
@@ -144,7 +144,7 @@ func (t *Tracker) apply(e Event) {
 	}
 	if t.open {
 		if t.cur.join(e, t.rules.breaks()) && t.track {
-			t.breaks = append(t.breaks, e.Time)
+			t.breaks = append(t.breaks, Break{SessionID: SessionID(t.key, t.cur.Start), Start: e.Time})
 		}
 	} else {
 		if !t.rules.opens(e) {
@@ -208,23 +208,30 @@ func (t *Tracker) Open() (rec Record, deadline int64, why Reason, ok bool) {
 }
 
 // NextDeadline returns the instant the watermark must pass for the tracker to
-// have work: the open session's earliest deadline, else the earliest buffered
-// event time. ok is false when there is neither.
+// have work: the earlier of the open session's earliest deadline and the
+// earliest buffered event. ok is false when there is neither.
 func (t *Tracker) NextDeadline() (at int64, ok bool) {
+	at = math.MaxInt64
 	if t.open {
-		d, _ := t.cur.deadline(&t.lim)
-		return d, true
+		at, _ = t.cur.deadline(&t.lim)
+		ok = true
 	}
 	if len(t.pending) > 0 {
 		t.sort()
-		return t.pending[0].Time, true
+		at, ok = min(at, t.pending[0].Time), true
 	}
-	return 0, false
+	return at, ok
 }
 
-// TakeBreaks returns the start times of the breaks applied since the last
-// call (only with TrackBreaks).
-func (t *Tracker) TakeBreaks() []int64 {
+// Break is a charging break that began.
+type Break struct {
+	SessionID string `json:"session_id"`
+	Start     int64  `json:"start"`
+}
+
+// TakeBreaks returns the breaks applied since the last call (only with
+// TrackBreaks).
+func (t *Tracker) TakeBreaks() []Break {
 	out := t.breaks
 	t.breaks = nil
 	return out

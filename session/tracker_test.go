@@ -196,7 +196,8 @@ func TestTrackerBreaks(t *testing.T) {
 	tr.Add(Event{Time: t0, Flags: FlagActive}, Event{Time: t0 + mnt}, Event{Time: t0 + 2*mnt, Flags: FlagActive},
 		Event{Time: t0 + 3*mnt})
 	tr.Advance(t0 + 3*mnt + 1)
-	if got := tr.TakeBreaks(); !reflect.DeepEqual(got, []int64{t0 + mnt, t0 + 3*mnt}) {
+	id := SessionID("d", t0)
+	if got := tr.TakeBreaks(); !reflect.DeepEqual(got, []Break{{id, t0 + mnt}, {id, t0 + 3*mnt}}) {
 		t.Errorf("breaks %v", got)
 	}
 	if at, ok := tr.NextDeadline(); !ok || at != t0+8*mnt {
