@@ -3,15 +3,25 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 DEVDIR  := $(CURDIR)/.dev
 
-.PHONY: all build test vet fmt-check fuzz bench bench-sessionize dev clean
+.PHONY: all build tools test vet fmt-check fuzz bench bench-sessionize dev clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./starter
 
+## tools: the MinIO server the integration tests run (internal/miniotest),
+## built once from a pinned version into $(BIN). Tests use $SESSIONFLOW_MINIO,
+## else bin/minio, else minio on PATH.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+tools: $(BIN)/minio
+
+$(BIN)/minio:
+	@echo "Building MinIO $(MINIO_VERSION) into $(BIN); the first build takes ~5 minutes."
+	GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
 ## test: formatting, vet, and the whole suite with the race detector.
-test: fmt-check vet
+test: fmt-check vet tools
 	$(GO) test -race -count=1 ./...
 
 vet:

@@ -1,0 +1,118 @@
+package activities
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/minio/minio-go/v7"
+)
+
+// WriteLate writes one batch of late events as Parquet (ZSTD) to
+// <Prefix>/late_events/event_date=YYYY-MM-DD/<writer>-<seq>.parquet, one
+// object per UTC date of the events' times, rows in the order given. Like
+// WriteParquet, a retried batch overwrites its own objects.
+//
+// Of an event only its time and id are kept: the rest of session.Event is
+// what the rules derived from the original message, which is in raw when the
+// writer has it.
+func (a *Activities) WriteLate(ctx context.Context, in WriteLateInput) (WriteParquetResult, error) {
+	if in.Writer == "" || in.Seq < 0 {
+		return WriteParquetResult{}, badInput("write late events",
+			fmt.Errorf("writer %q, seq %d: want a writer name and seq >= 0", in.Writer, in.Seq))
+	}
+	var res WriteParquetResult
+	for _, day := range splitByDate(in.Events, func(e LateEvent) int64 { return e.Event.Time }) {
+		key := fmt.Sprintf("%s/event_date=%s/%s.parquet",
+			joinPrefix(in.Prefix, lateDir), day.date, objectName(in.Writer, in.Seq))
+		if err := writeObject(ctx, a, key, lateColumns, day.rows); err != nil {
+			return res, err
+		}
+		res.Objects = append(res.Objects, key)
+		res.Rows += len(day.rows)
+	}
+	return res, nil
+}
+
+// ReadLate reads back every Parquet object under <prefix>/late_events/,
+// sorted by key, event time and event id. It is for tests and tools.
+func ReadLate(ctx context.Context, s3 *minio.Client, bucket, prefix string) ([]LateEvent, error) {
+	evs, err := readAll(ctx, s3, bucket, joinPrefix(prefix, lateDir)+"/", decodeLate)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(evs, func(a, b LateEvent) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key),
+			cmp.Compare(a.Event.Time, b.Event.Time), cmp.Compare(a.Event.ID, b.Event.ID))
+	})
+	return evs, nil
+}
+
+const lateDir = "late_events"
+
+// lateColumns are the late-event columns. event_id is the event's uint64
+// identity hash stored as int64 with the same 64 bits (SQL engines lack an
+// unsigned 64-bit type; equality and joins work unchanged, and uint64(x)
+// restores it); it is null when the event has no identity (id 0). source and
+// raw are null when unknown.
+var lateColumns = []column[LateEvent]{
+	stringCol("pipeline", func(e *LateEvent) *string { return &e.Pipeline }),
+	stringCol("key", func(e *LateEvent) *string { return &e.Key }),
+	int64Col("event_time_ms", func(e *LateEvent) *int64 { return &e.Event.Time }),
+	{
+		field: arrow.Field{Name: "event_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		put: func(b array.Builder, e *LateEvent) {
+			appendOrNull(b.(*array.Int64Builder), int64(e.Event.ID), e.Event.ID != 0)
+		},
+		get: func(a arrow.Array, i int, e *LateEvent) { e.Event.ID = uint64(a.(*array.Int64).Value(i)) },
+	},
+	int64Col("watermark_ms", func(e *LateEvent) *int64 { return &e.Watermark }),
+	{
+		field: arrow.Field{Name: "source", Type: arrow.BinaryTypes.String, Nullable: true},
+		put: func(b array.Builder, e *LateEvent) {
+			appendOrNull(b.(*array.StringBuilder), e.Source, e.Source != "")
+		},
+		get: func(a arrow.Array, i int, e *LateEvent) { e.Source = strings.Clone(a.(*array.String).Value(i)) },
+	},
+	{
+		field: arrow.Field{Name: "raw", Type: arrow.BinaryTypes.Binary, Nullable: true},
+		put: func(b array.Builder, e *LateEvent) {
+			appendOrNull(b.(*array.BinaryBuilder), e.Raw, len(e.Raw) > 0)
+		},
+		get: func(a arrow.Array, i int, e *LateEvent) { e.Raw = slices.Clone(a.(*array.Binary).Value(i)) },
+	},
+}
+
+// appendOrNull appends v if ok, else a null.
+func appendOrNull[V any, B interface {
+	Append(V)
+	AppendNull()
+}](b B, v V, ok bool) {
+	if ok {
+		b.Append(v)
+	} else {
+		b.AppendNull()
+	}
+}
+
+// decodeLate reads one late-events file.
+func decodeLate(ctx context.Context, data []byte) ([]LateEvent, error) {
+	var out []LateEvent
+	err := readParquet(ctx, data, func(rec arrow.Record) error {
+		set, err := bind(rec, lateColumns)
+		if err != nil {
+			return err
+		}
+		for i := range int(rec.NumRows()) {
+			var e LateEvent
+			set(i, &e)
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
