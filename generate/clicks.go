@@ -4,6 +4,7 @@ package generate
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +19,9 @@ type ClickOptions struct {
 	Events int       // total events; default 1,000,000
 	Start  time.Time // time of the first event; default 2024-01-01T00:00:00Z
 	Seed   uint64    // same seed, same stream
+	// Scale multiplies every gap and duration: 1/60 turns minutes into
+	// seconds, for time-compressed rules. Default 1.
+	Scale float64
 }
 
 var pages = []string{"home", "search", "selection", "review", "booking", "payment", "confirmation", "help", "account", "logout"}
@@ -43,6 +47,7 @@ func Clicks(w io.Writer, o ClickOptions) error {
 		o.Start = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5e55))
+	ms := scaler(o.Scale)
 	start := o.Start.UnixMilli()
 	events := make([]click, 0, o.Events)
 	for u := range o.Users {
@@ -50,20 +55,20 @@ func Clicks(w io.Writer, o ClickOptions) error {
 		if u < o.Events%o.Users {
 			n++
 		}
-		t := start + rng.Int64N(int64(6*time.Hour/time.Millisecond))
+		t := start + rng.Int64N(ms(6*time.Hour))
 		left := 0
 		for range n {
 			if left == 0 {
 				left = 1 + rng.IntN(20)
-				t += int64(35*time.Minute/time.Millisecond) + rng.Int64N(int64(205*time.Minute/time.Millisecond))
+				t += ms(35*time.Minute) + rng.Int64N(ms(205*time.Minute))
 			} else {
-				t += 5000 + rng.Int64N(int64(5*time.Minute/time.Millisecond))
+				t += ms(5*time.Second) + rng.Int64N(ms(5*time.Minute))
 			}
 			left--
 			events = append(events, click{at: t, user: int32(u), page: uint8(rng.IntN(len(pages)))})
 		}
 	}
-	slices.SortStableFunc(events, func(a, b click) int { return int(a.at - b.at) })
+	slices.SortStableFunc(events, func(a, b click) int { return cmp.Compare(a.at, b.at) })
 
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var line []byte
@@ -85,4 +90,12 @@ func Clicks(w io.Writer, o ClickOptions) error {
 		return fmt.Errorf("write clicks: %w", err)
 	}
 	return nil
+}
+
+// scaler converts durations to milliseconds at a time scale.
+func scaler(scale float64) func(time.Duration) int64 {
+	if scale <= 0 {
+		scale = 1
+	}
+	return func(d time.Duration) int64 { return max(1, int64(float64(d.Milliseconds())*scale)) }
 }
