@@ -1,0 +1,126 @@
+package workflows
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+// PartitionMark is one input partition's progress as its ingester reports it.
+type PartitionMark struct {
+	Partition string `json:"partition"` // "topic/partition"
+	// MaxTime is the largest event time of the partition that Temporal has
+	// acknowledged (events signalled, not merely read).
+	MaxTime int64 `json:"max_time"`
+	// Idle partitions do not hold the watermark back.
+	Idle bool `json:"idle,omitempty"`
+}
+
+// WatermarkUpdate is the payload of SignalWatermark.
+type WatermarkUpdate struct {
+	Source string          `json:"source"` // the ingester instance, for logs
+	Marks  []PartitionMark `json:"marks"`
+	// EndOfInput says no more events will come: the watermark becomes the
+	// largest event time and open sessions finish as a batch run's do
+	// (close_reason end_of_input unless a deadline lies below it).
+	EndOfInput bool `json:"end_of_input,omitempty"`
+}
+
+// ClockState is the pipeline's event-time clock.
+type ClockState struct {
+	// Watermark is W: the smallest MaxTime of the non-idle partitions minus
+	// the allowed lateness. It never decreases.
+	Watermark int64 `json:"watermark"`
+	// WallMs is the workflow time at which W last advanced.
+	WallMs int64 `json:"wall_ms"`
+	// Rate is how fast W advances, in event-time ms per wall ms (smoothed):
+	// sessions use it to guess when W will pass their deadline.
+	Rate       float64         `json:"rate"`
+	EndOfInput bool            `json:"end_of_input,omitempty"`
+	Marks      []PartitionMark `json:"marks,omitempty"` // sorted by partition
+}
+
+// ClockInput starts or continues a ClockWorkflow.
+type ClockInput struct {
+	Pipeline string        `json:"pipeline"`
+	Lateness time.Duration `json:"lateness"`
+	State    *ClockState   `json:"state,omitempty"`
+}
+
+// clockSignalsPerRun keeps a clock's history short: it continues as new
+// after this many updates.
+const clockSignalsPerRun = 1000
+
+// ClockWorkflow keeps a pipeline's watermark from the marks of any number of
+// ingesters and answers QueryClock. It runs for as long as the pipeline
+// does, continuing as new to bound its history.
+func ClockWorkflow(ctx workflow.Context, in ClockInput) error {
+	state := ClockState{Watermark: session.NoWatermark}
+	if in.State != nil {
+		state = *in.State
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryClock, func() (ClockState, error) { return state, nil }); err != nil {
+		return err
+	}
+	updates := workflow.GetSignalChannel(ctx, SignalWatermark)
+	for n := 0; ; n++ {
+		var u WatermarkUpdate
+		updates.Receive(ctx, &u)
+		state.apply(u, in.Lateness.Milliseconds(), workflow.Now(ctx).UnixMilli())
+		if n+1 >= clockSignalsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			for updates.ReceiveAsync(&u) {
+				state.apply(u, in.Lateness.Milliseconds(), workflow.Now(ctx).UnixMilli())
+			}
+			in.State = &state
+			return workflow.NewContinueAsNewError(ctx, ClockWorkflow, in)
+		}
+	}
+}
+
+// apply merges an update's marks and moves the watermark forward.
+func (s *ClockState) apply(u WatermarkUpdate, lateness, nowMs int64) {
+	for _, m := range u.Marks {
+		i, found := slices.BinarySearchFunc(s.Marks, m.Partition, func(a PartitionMark, p string) int {
+			return cmp.Compare(a.Partition, p)
+		})
+		if found {
+			m.MaxTime = max(m.MaxTime, s.Marks[i].MaxTime)
+			s.Marks[i] = m
+		} else {
+			s.Marks = slices.Insert(s.Marks, i, m)
+		}
+	}
+	if len(s.Marks) == 0 {
+		return
+	}
+	low, high, active := int64(0), s.Marks[0].MaxTime, false
+	for _, m := range s.Marks {
+		high = max(high, m.MaxTime)
+		if !m.Idle && (!active || m.MaxTime < low) {
+			low, active = m.MaxTime, true
+		}
+	}
+	w := high - lateness // every partition idle: all that was read is in
+	if active {
+		w = low - lateness
+	}
+	if u.EndOfInput {
+		w, s.EndOfInput = high, true
+	}
+	if w <= s.Watermark {
+		return
+	}
+	if s.Watermark != session.NoWatermark && nowMs > s.WallMs {
+		rate := float64(w-s.Watermark) / float64(nowMs-s.WallMs)
+		if s.Rate == 0 {
+			s.Rate = rate
+		} else {
+			s.Rate = 0.7*s.Rate + 0.3*rate
+		}
+	}
+	s.Watermark, s.WallMs = w, nowMs
+}

@@ -1,0 +1,100 @@
+package workflows
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+func quietLogger() log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+func canInput(t *testing.T, err error) *commonpb.Payloads {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	return can.Input
+}
+
+func TestClockApply(t *testing.T) {
+	const late = 10 * mnt
+	mark := func(p string, at int64, idle bool) PartitionMark {
+		return PartitionMark{Partition: p, MaxTime: t0 + at, Idle: idle}
+	}
+	cases := []struct {
+		name    string
+		updates []WatermarkUpdate
+		want    int64
+	}{
+		{"min over partitions minus lateness",
+			[]WatermarkUpdate{{Marks: []PartitionMark{mark("c/0", 20*mnt, false), mark("c/1", 15*mnt, false)}}}, t0 + 5*mnt},
+		{"an idle partition does not hold it back",
+			[]WatermarkUpdate{{Marks: []PartitionMark{mark("c/0", 20*mnt, false), mark("c/1", 0, true)}}}, t0 + 10*mnt},
+		{"all idle: everything read is in",
+			[]WatermarkUpdate{{Marks: []PartitionMark{mark("c/0", 20*mnt, true), mark("c/1", 30*mnt, true)}}}, t0 + 20*mnt},
+		{"never decreases",
+			[]WatermarkUpdate{
+				{Marks: []PartitionMark{mark("c/0", 20*mnt, false)}},
+				{Source: "new-owner", Marks: []PartitionMark{mark("c/1", 12*mnt, false)}},
+			}, t0 + 10*mnt},
+		{"a partition's mark never goes back",
+			[]WatermarkUpdate{
+				{Marks: []PartitionMark{mark("c/0", 20*mnt, false)}},
+				{Marks: []PartitionMark{mark("c/0", 5*mnt, false)}},
+				{Marks: []PartitionMark{mark("c/1", 25*mnt, false)}},
+			}, t0 + 10*mnt},
+		{"end of input: the largest event time",
+			[]WatermarkUpdate{{Marks: []PartitionMark{mark("c/0", 20*mnt, false), mark("c/1", 3*mnt, false)}, EndOfInput: true}}, t0 + 20*mnt},
+	}
+	for _, c := range cases {
+		s := ClockState{Watermark: session.NoWatermark}
+		for i, u := range c.updates {
+			s.apply(u, late, int64(i)*1000)
+		}
+		if s.Watermark != c.want {
+			t.Errorf("%s: W = t0%+d ms, want t0%+d", c.name, s.Watermark-t0, c.want-t0)
+		}
+	}
+}
+
+func TestClockWorkflowRate(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(quietLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	send := func(d time.Duration, at int64) {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(SignalWatermark, WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: at}}})
+		}, d)
+	}
+	// Event time runs 10x faster than wall time (a replayed backlog).
+	send(time.Second, t0)
+	send(11*time.Second, t0+100*sec)
+	send(21*time.Second, t0+200*sec)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryClock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s ClockState
+		if err := v.Get(&s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Watermark != t0+200*sec-mnt || s.Rate < 9.9 || s.Rate > 10.1 {
+			t.Errorf("clock %+v, want W t0+200s-1m at rate 10", s)
+		}
+		env.CancelWorkflow()
+	}, 30*time.Second)
+	env.ExecuteWorkflow(ClockWorkflow, ClockInput{Pipeline: "web", Lateness: time.Minute})
+}

@@ -1,0 +1,372 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/session"
+)
+
+const (
+	t0  int64 = 1704082500000 // 2024-01-01T04:15:00Z
+	sec       = int64(1000)
+	mnt       = 60 * sec
+)
+
+// harness runs one SessionWorkflow against mocked activities. The clock's
+// watermark is whatever the test sets; records reach the sink through the
+// mocked external signal, or through DeliverRecord when the sink is "down".
+type harness struct {
+	t        *testing.T
+	env      *testsuite.TestWorkflowEnvironment
+	clockW   int64
+	final    bool
+	sinkDown bool
+	sunk     []session.Record
+	notes    []activities.Notification
+	late     []activities.LateEvent
+}
+
+func newHarness(t *testing.T) *harness { return newHarnessNotifyDelay(t, 0) }
+
+// newHarnessNotifyDelay makes notifications take d of virtual time.
+func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(quietLogger())
+	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), clockW: session.NoWatermark}
+	var a *activities.Activities
+	var ta *TemporalActivities
+	h.env.RegisterActivity(a)
+	h.env.RegisterActivity(ta)
+	h.env.OnActivity(ta.ClockState, mock.Anything, mock.Anything).Return(
+		func(context.Context, string) (ClockState, error) {
+			return ClockState{Watermark: h.clockW, Rate: 1, EndOfInput: h.final}, nil
+		})
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalRecord, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			if h.sinkDown {
+				return errors.New("workflow not found")
+			}
+			h.sunk = append(h.sunk, arg.(session.Record))
+			return nil
+		})
+	h.env.OnActivity(ta.DeliverRecord, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in DeliverInput) error {
+			h.sunk = append(h.sunk, in.Record)
+			return nil
+		})
+	h.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(d).Return(
+		func(_ context.Context, n activities.Notification) error {
+			h.notes = append(h.notes, n)
+			return nil
+		})
+	h.env.OnActivity(a.WriteLate, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.WriteLateInput) (activities.WriteParquetResult, error) {
+			h.late = append(h.late, in.Events...)
+			return activities.WriteParquetResult{Rows: len(in.Events)}, nil
+		})
+	return h
+}
+
+// at schedules f at a virtual time after the start.
+func (h *harness) at(d time.Duration, f func()) { h.env.RegisterDelayedCallback(f, d) }
+
+func (h *harness) signal(w int64, events ...session.Event) {
+	h.env.SignalWorkflow(SignalEvents, EventBatch{Events: events, Watermark: w})
+}
+
+func pipeline(t *testing.T, p session.Profile, edit func(*Pipeline)) Pipeline {
+	t.Helper()
+	r, err := session.Defaults(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := Pipeline{Name: "web", Rules: r, Buckets: 2, MaxWait: 30 * time.Second,
+		Notify: Notify{SessionClosed: true, BreakStarted: true, ExpiryWarning: true}}
+	if edit != nil {
+		edit(&pl)
+	}
+	if err := pl.Rules.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return pl
+}
+
+func ev(off int64, seq int64) session.Event {
+	return session.Event{Time: t0 + off, Seq: seq, Page: "p"}
+}
+
+func (h *harness) run(in SessionInput) (session.Record, error) {
+	h.env.ExecuteWorkflow(SessionWorkflow, in)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	var rec session.Record
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		if gerr := h.env.GetWorkflowResult(&rec); gerr != nil {
+			h.t.Fatal(gerr)
+		}
+	}
+	return rec, err
+}
+
+// continued decodes the input a run continued as new with.
+func continued(t *testing.T, err error) SessionInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var in SessionInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestSessionClosesWhenWatermarkPassesInactivity(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1), ev(5*mnt, 2)) })
+	// The deadline is t0+35m: a watermark at it keeps the session open, one
+	// ms past it closes.
+	h.at(time.Minute, func() { h.clockW = t0 + 35*mnt })
+	h.at(2*time.Minute, func() {
+		if len(h.sunk) != 0 {
+			t.Error("closed with the watermark at the deadline")
+		}
+		h.clockW = t0 + 35*mnt + 1
+	})
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.SessionID != "u1/1704082500000" || rec.EventCount != 2 || rec.CloseReason != session.ReasonInactivity ||
+		rec.End != t0+5*mnt || rec.Pipeline != "web" || rec.ClosedAtMs == 0 {
+		t.Errorf("record %+v", rec)
+	}
+	if len(h.sunk) != 1 || h.sunk[0].SessionID != rec.SessionID {
+		t.Errorf("sink got %v", h.sunk)
+	}
+	if len(h.notes) != 1 || h.notes[0].Kind != activities.KindSessionClosed || h.notes[0].SessionID != rec.SessionID {
+		t.Errorf("notifications %+v", h.notes)
+	}
+}
+
+func TestSessionMaxDurationContinuesIntoNextSession(t *testing.T) {
+	h := newHarness(t)
+	h.sinkDown = true // and the hand-off falls back to DeliverRecord
+	h.at(time.Second, func() {
+		h.signal(t0-10*mnt, ev(0, 1), ev(30*mnt, 2), ev(60*mnt, 3), ev(90*mnt, 4), ev(120*mnt, 5))
+	})
+	h.at(time.Minute, func() { h.clockW = t0 + 121*mnt })
+	_, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u2"})
+	next := continued(t, err)
+	if len(h.sunk) != 1 || h.sunk[0].CloseReason != session.ReasonMaxDuration || h.sunk[0].EventCount != 4 {
+		t.Fatalf("sink got %+v", h.sunk)
+	}
+	if next.State == nil || next.State.Open == nil || next.State.Open.Start != t0+120*mnt || next.Watermark != t0+121*mnt {
+		t.Errorf("continued with %+v", next)
+	}
+}
+
+// TestOutOfOrderBridge: two provisional sessions (t0 and t0+40m, further
+// apart than the gap) become one when an event at t0+20m arrives late, but
+// before the watermark passed it.
+func TestOutOfOrderBridge(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1), ev(40*mnt, 3)) })
+	h.at(time.Minute, func() { h.clockW = t0 + 15*mnt })
+	h.at(2*time.Minute, func() { h.signal(t0+15*mnt, ev(20*mnt, 2)) })
+	h.at(3*time.Minute, func() { h.clockW = t0 + 71*mnt })
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.EventCount != 3 || rec.Start != t0 || rec.End != t0+40*mnt {
+		t.Errorf("want one bridged session of 3 events, got %+v", rec)
+	}
+}
+
+func TestLateAndDuplicateEvents(t *testing.T) {
+	h := newHarness(t)
+	withID := func(off, seq int64, id uint64) session.Event { e := ev(off, seq); e.ID = id; return e }
+	h.at(time.Second, func() { h.signal(t0, withID(0, 1, 11), withID(mnt, 2, 12)) })
+	h.at(2*time.Second, func() { h.signal(t0, withID(0, 1, 11), withID(mnt, 2, 12)) }) // redelivery
+	h.at(time.Minute, func() { h.clockW = t0 + 2*mnt })
+	h.at(2*time.Minute, func() { h.signal(t0+2*mnt, withID(90*sec, 3, 13)) }) // below W: late
+	h.at(3*time.Minute, func() { h.clockW = t0 + 40*mnt })
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.EventCount != 2 {
+		t.Errorf("redelivered or late events counted: %+v", rec)
+	}
+	if len(h.late) != 1 || h.late[0].Event.ID != 13 || h.late[0].Watermark != t0+2*mnt || h.late[0].Key != "u4" {
+		t.Errorf("late output %+v", h.late)
+	}
+}
+
+// TestSignalRacingTheClose: a batch of the key's next session arrives in the
+// same instant the session closes; the run must carry it, not lose it.
+func TestSignalRacingTheClose(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1)) })
+	h.at(time.Minute, func() {
+		h.clockW = t0 + 31*mnt
+		h.signal(t0+31*mnt, ev(50*mnt, 2))
+	})
+	_, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u5"})
+	next := continued(t, err)
+	if len(h.sunk) != 1 || h.sunk[0].EventCount != 1 {
+		t.Fatalf("sink got %+v", h.sunk)
+	}
+	if next.State == nil || len(next.State.Pending) != 1 || next.State.Pending[0].Time != t0+50*mnt {
+		t.Errorf("the racing event was not carried: %+v", next.State)
+	}
+}
+
+// TestBatchDuringNotification: the session closed and nothing else was
+// buffered, but a batch arrives while the run waits for its close
+// notification. The run must not complete without it.
+func TestBatchDuringNotification(t *testing.T) {
+	h := newHarnessNotifyDelay(t, 10*time.Second)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1)) })
+	h.at(time.Minute, func() { h.clockW = t0 + 31*mnt })
+	h.at(time.Minute+5*time.Second, func() { h.signal(t0+31*mnt, ev(50*mnt, 2)) })
+	_, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u9"})
+	next := continued(t, err)
+	if len(h.sunk) != 1 || next.State == nil || len(next.State.Pending) != 1 {
+		t.Errorf("sink %+v, carried %+v", h.sunk, next.State)
+	}
+}
+
+func TestContinueAsNewSuggested(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1), ev(mnt, 2), ev(40*mnt, 3)) })
+	h.at(time.Minute, func() { h.clockW = t0 + 2*mnt })
+	h.at(90*time.Second, func() {
+		h.env.SetContinueAsNewSuggested(true)
+		h.signal(t0+2*mnt, ev(3*mnt, 4))
+	})
+	_, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u6"})
+	next := continued(t, err)
+	st := next.State
+	if st == nil || st.Open == nil || st.Open.Count != 2 || len(st.Pending) != 2 || len(h.sunk) != 0 {
+		t.Errorf("carried state %+v, sink %v", st, h.sunk)
+	}
+	// The next run finishes the job with the carried state: at W=t0+80m
+	// both the carried session (now 3 events) and the t0+40m one close.
+	h2 := newHarness(t)
+	h2.clockW = t0 + 80*mnt
+	h2.at(time.Second, func() { h2.signal(t0 + 80*mnt) })
+	if _, err = h2.run(next); err != nil {
+		t.Fatal(err)
+	}
+	if len(h2.sunk) != 2 || h2.sunk[0].EventCount != 3 || h2.sunk[0].End != t0+3*mnt || h2.sunk[1].Start != t0+40*mnt {
+		t.Errorf("after continue-as-new: %+v", h2.sunk)
+	}
+}
+
+func TestExpiryWarningAndBreaks(t *testing.T) {
+	h := newHarness(t)
+	pl := pipeline(t, session.Charging, func(p *Pipeline) {
+		p.Rules.MaxDuration = 20 * time.Minute
+		p.Rules.ExpiryWarning = 5 * time.Minute
+	})
+	on := func(off, seq int64) session.Event {
+		return session.Event{Time: t0 + off, Seq: seq, Flags: session.FlagActive}
+	}
+	off := func(o, seq int64) session.Event { return session.Event{Time: t0 + o, Seq: seq} }
+	h.at(time.Second, func() { h.signal(t0-10*mnt, on(0, 1), off(2*mnt, 2), on(4*mnt, 3), on(10*mnt, 4), on(14*mnt, 5)) })
+	h.at(time.Minute, func() { h.clockW = t0 + 15*mnt + 1 })
+	h.at(2*time.Minute, func() { h.clockW = t0 + 21*mnt })
+	rec, err := h.run(SessionInput{Pipeline: pl, Key: "drone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, n := range h.notes {
+		kinds = append(kinds, n.Kind)
+		switch n.Kind {
+		case activities.KindBreakStarted:
+			if n.At != t0+2*mnt || n.IdempotencyKey() != "drone/1704082500000:break_started:1704082620000" {
+				t.Errorf("break notice %+v", n)
+			}
+		case activities.KindExpiryWarning:
+			if n.At != t0+15*mnt || n.Session.EventCount != 5 {
+				t.Errorf("expiry notice %+v", n)
+			}
+		}
+	}
+	want := []string{activities.KindBreakStarted, activities.KindExpiryWarning, activities.KindSessionClosed}
+	if len(kinds) != len(want) || kinds[0] != want[0] || kinds[1] != want[1] || kinds[2] != want[2] {
+		t.Errorf("notifications %v, want %v", kinds, want)
+	}
+	// W=t0+21m passes the maximum (t0+20m-1ms) before inactivity (t0+29m).
+	if rec.CloseReason != session.ReasonMaxDuration || rec.BreakCount != 1 || rec.BreakMs != 2*mnt {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+func TestBreakExceededByWatermark(t *testing.T) {
+	h := newHarness(t)
+	pl := pipeline(t, session.Charging, nil)
+	h.at(time.Second, func() {
+		h.signal(t0-10*mnt, session.Event{Time: t0, Seq: 1, Flags: session.FlagActive}, session.Event{Time: t0 + mnt, Seq: 2})
+	})
+	h.at(time.Minute, func() { h.clockW = t0 + 6*mnt + 1 })
+	rec, err := h.run(SessionInput{Pipeline: pl, Key: "d2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.CloseReason != session.ReasonBreak || rec.EventCount != 1 || rec.Status != session.StatusInvalid {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+func TestEndOfInputFinishesLikeABatch(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1), ev(mnt, 2)) })
+	h.at(time.Minute, func() { h.clockW, h.final = t0+mnt, true })
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.CloseReason != session.ReasonEndOfInput || rec.EventCount != 2 {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+func TestSessionQueryState(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.signal(t0-10*mnt, ev(0, 1), ev(mnt, 2), ev(20*mnt, 3)) })
+	h.at(time.Minute, func() { h.clockW = t0 + 5*mnt })
+	h.at(2*time.Minute, func() {
+		v, err := h.env.QueryWorkflow(QueryState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s SessionState
+		if err := v.Get(&s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Session == nil || s.Session.EventCount != 2 || s.Pending != 1 || s.Deadline != t0+31*mnt ||
+			s.DeadlineReason != session.ReasonInactivity || s.Watermark != t0+5*mnt {
+			t.Errorf("state %+v session %+v", s, s.Session)
+		}
+		h.clockW = t0 + 60*mnt
+	})
+	if _, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, nil), Key: "u8"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,107 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+// TemporalActivities are the activities that talk to other workflows. They
+// live here rather than in package activities because they start and signal
+// this package's workflows. Safe for concurrent use.
+type TemporalActivities struct {
+	Client client.Client
+	// ClockMaxAge is how old a cached clock reading may be; default 250ms.
+	ClockMaxAge time.Duration
+
+	mu     sync.Mutex
+	clocks map[string]*cachedClock
+}
+
+// cachedClock is one pipeline's clock as this worker last read it: every
+// session of the worker shares the reading, so the clock workflow answers a
+// few queries a second however many sessions wait on it.
+type cachedClock struct {
+	mu    sync.Mutex
+	state ClockState
+	at    time.Time
+}
+
+// ClockState reads a pipeline's clock, from this worker's cache when it is
+// fresh. A pipeline without a clock yet has no watermark.
+func (a *TemporalActivities) ClockState(ctx context.Context, pipeline string) (ClockState, error) {
+	a.mu.Lock()
+	if a.clocks == nil {
+		a.clocks = map[string]*cachedClock{}
+	}
+	c := a.clocks[pipeline]
+	if c == nil {
+		c = &cachedClock{}
+		a.clocks[pipeline] = c
+	}
+	a.mu.Unlock()
+
+	maxAge := a.ClockMaxAge
+	if maxAge <= 0 {
+		maxAge = 250 * time.Millisecond
+	}
+	c.mu.Lock() // one query at a time per pipeline; the others wait for it
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < maxAge {
+		return c.state, nil
+	}
+	s, err := a.queryClock(ctx, pipeline)
+	if err != nil {
+		return ClockState{}, err
+	}
+	c.state, c.at = s, time.Now()
+	return s, nil
+}
+
+func (a *TemporalActivities) queryClock(ctx context.Context, pipeline string) (ClockState, error) {
+	v, err := a.Client.QueryWorkflow(ctx, ClockWorkflowID(pipeline), "", QueryClock)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return ClockState{Watermark: session.NoWatermark}, nil
+	}
+	if err != nil {
+		return ClockState{}, fmt.Errorf("query clock of %s: %w", pipeline, err)
+	}
+	var s ClockState
+	if err := v.Get(&s); err != nil {
+		return ClockState{}, fmt.Errorf("decode clock of %s: %w", pipeline, err)
+	}
+	s.Marks = nil // sessions need only W and its pace
+	return s, nil
+}
+
+// DeliverInput hands a closed session to its sink.
+type DeliverInput struct {
+	Pipeline Pipeline       `json:"pipeline"`
+	Bucket   int            `json:"bucket"`
+	Record   session.Record `json:"record"`
+}
+
+// DeliverRecord signals the record to its SinkWorkflow, starting the sink if
+// it is not running. Sessions use it only when a plain signal found no sink;
+// the sink drops a record it already has, so a retry cannot duplicate rows.
+func (a *TemporalActivities) DeliverRecord(ctx context.Context, in DeliverInput) error {
+	id := SinkWorkflowID(in.Pipeline.Name, in.Bucket)
+	_, err := a.Client.SignalWithStartWorkflow(ctx, id, SignalRecord, in.Record, client.StartWorkflowOptions{
+		ID:            id,
+		TaskQueue:     activity.GetInfo(ctx).TaskQueue,
+		StaticSummary: fmt.Sprintf("Parquet sink %d of pipeline %s", in.Bucket, in.Pipeline.Name),
+	}, SinkWorkflow, SinkInput{Pipeline: in.Pipeline, Bucket: in.Bucket})
+	if err != nil {
+		return fmt.Errorf("deliver %s to %s: %w", in.Record.SessionID, id, err)
+	}
+	return nil
+}
