@@ -202,7 +202,7 @@ func TestIntegration(t *testing.T) {
 }
 
 func runIntegration(t *testing.T, restart bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	s3 := miniotest.Start(t)
 	hook := &webhook{seen: map[string]int{}}
@@ -245,7 +245,7 @@ func runIntegration(t *testing.T, restart bool) {
 	g.Wait()
 
 	for _, s := range streams {
-		got := s.awaitParquet(ctx, t, s3)
+		got := s.awaitParquet(ctx, t, s3, c)
 		if len(got) != len(s.want) {
 			t.Errorf("%s: %d sessions in Parquet, want %d", s.pipeline.Name, len(got), len(s.want))
 		}
@@ -274,24 +274,62 @@ func runIntegration(t *testing.T, restart bool) {
 
 // awaitParquet polls MinIO until the sinks have written as many rows as the
 // batch run found, or the context ends.
-func (s *stream) awaitParquet(ctx context.Context, t *testing.T, s3 *miniotest.Server) []session.Record {
-	for {
+func (s *stream) awaitParquet(ctx context.Context, t *testing.T, s3 *miniotest.Server, c client.Client) []session.Record {
+	deadline := time.Now().Add(90 * time.Second)
+	read := func() []session.Record {
 		got, err := activities.ReadSessions(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		return got
+	}
+	for {
+		got := read()
 		if len(got) >= len(s.want) {
 			time.Sleep(2 * time.Second) // let any duplicate show up too
-			if got, err = activities.ReadSessions(ctx, s3.Client, s3.Bucket, s.pipeline.Name); err != nil {
-				t.Fatal(err)
-			}
+			return read()
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: only %d of %d sessions reached Parquet in time", s.pipeline.Name, len(got), len(s.want))
+			s.explain(t, c, got)
 			return got
 		}
-		select {
-		case <-ctx.Done():
-			t.Errorf("%s: only %d of %d sessions reached Parquet in time", s.pipeline.Name, len(got), len(s.want))
-			return got
-		case <-time.After(500 * time.Millisecond):
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// explain logs the live state of a few sessions that never reached Parquet.
+func (s *stream) explain(t *testing.T, c client.Client, got []session.Record) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	have := map[string]bool{}
+	for _, r := range got {
+		have[r.SessionID] = true
+	}
+	if v, err := c.QueryWorkflow(ctx, workflows.ClockWorkflowID(s.pipeline.Name), "", workflows.QueryClock); err == nil {
+		var cs workflows.ClockState
+		v.Get(&cs)
+		t.Logf("clock: W=%d rate=%.1f end=%v", cs.Watermark, cs.Rate, cs.EndOfInput)
+	}
+	shown := 0
+	for _, r := range s.want {
+		if have[r.SessionID] || shown == 3 {
+			continue
+		}
+		shown++
+		id := workflows.SessionWorkflowID(s.pipeline.Name, r.Key)
+		d, err := c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			t.Logf("%s: describe: %v", id, err)
+			continue
+		}
+		t.Logf("%s missing: workflow %s, history %d events", r.SessionID, d.GetWorkflowExecutionInfo().GetStatus(),
+			d.GetWorkflowExecutionInfo().GetHistoryLength())
+		if v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState); err == nil {
+			var st workflows.SessionState
+			v.Get(&st)
+			b, _ := json.Marshal(st)
+			t.Logf("  state %s", b)
 		}
 	}
 }

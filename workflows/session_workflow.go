@@ -100,7 +100,10 @@ func (r *sessionRun) run() (session.Record, error) {
 		return session.Record{}, err
 	}
 	events := workflow.GetSignalChannel(r.ctx, SignalEvents)
-	ready := false // batches were drained but not yet stepped
+	// ready: there is work to step before waiting. A continued run starts
+	// with its carried events and must arm its timer before any wait; a new
+	// run waits for its first batch.
+	ready := r.in.State != nil
 	for {
 		if !ready {
 			fired := false
