@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sessionflow/sessionflow/internal/rulesflag"
 )
 
 func main() {
@@ -27,7 +29,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "starter:", err)
 		var ue usageError
-		if errors.As(err, &ue) || isFlagError(err) {
+		var re rulesflag.UsageError
+		if errors.As(err, &ue) || errors.As(err, &re) || isFlagError(err) {
 			return 2
 		}
 		return 1

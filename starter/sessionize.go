@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sessionflow/sessionflow/internal/rulesflag"
 	"github.com/sessionflow/sessionflow/session"
 )
 
@@ -48,7 +49,7 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
   starter sessionize --gap 20m --end-marker page_name=logout --format table --in clicks.jsonl.gz`,
 		Args: cobra.NoArgs,
 	}
-	rf := addRulesFlags(cmd.Flags())
+	rf := rulesflag.Add(cmd.Flags())
 	cmd.Flags().StringVar(&in, "in", "-", "input file of JSON lines, - for stdin")
 	cmd.Flags().StringVar(&out, "out", "-", "output file, - for stdout")
 	cmd.Flags().StringVar(&format, "format", "json", "output format: json (one object per line) or table")
@@ -56,7 +57,7 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "stop with an error at the first invalid line")
 	cmd.Flags().IntVar(&workers, "workers", 0, "decoding goroutines (default: one per CPU)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		rules, err := rf.rules()
+		rules, err := rf.Rules()
 		if err != nil {
 			return err
 		}

@@ -31,16 +31,16 @@ type Pipeline struct {
 
 // Notify chooses which notifications a pipeline sends.
 type Notify struct {
-	SessionClosed bool `json:"session_closed,omitempty"`
-	ExpiryWarning bool `json:"expiry_warning,omitempty"` // lead: Rules.ExpiryWarning
-	BreakStarted  bool `json:"break_started,omitempty"`
+	SessionClosed bool `json:"session_closed,omitempty" yaml:"session_closed"`
+	ExpiryWarning bool `json:"expiry_warning,omitempty" yaml:"expiry_warning"` // lead: Rules.ExpiryWarning
+	BreakStarted  bool `json:"break_started,omitempty" yaml:"break_started"`
 }
 
 // SinkLimits decide when a SinkWorkflow flushes: whichever comes first.
 type SinkLimits struct {
-	MaxRecords int           `json:"max_records,omitempty"` // default 1000
-	MaxBytes   int           `json:"max_bytes,omitempty"`   // default 1 MiB, well under the 2 MB payload limit
-	MaxAge     time.Duration `json:"max_age,omitempty"`     // default 10s
+	MaxRecords int           `json:"max_records,omitempty" yaml:"max_records"` // default 1000
+	MaxBytes   int           `json:"max_bytes,omitempty" yaml:"max_bytes"`     // default 1 MiB, well under the 2 MB payload limit
+	MaxAge     time.Duration `json:"max_age,omitempty" yaml:"max_age"`         // default 10s
 }
 
 func (p Pipeline) prefix() string {

@@ -1,4 +1,7 @@
-package main
+// Package rulesflag binds the command-line flags that override a profile's
+// session rules; starter and worker share it so the flags mean the same
+// everywhere.
+package rulesflag
 
 import (
 	"fmt"
@@ -9,10 +12,9 @@ import (
 	"github.com/sessionflow/sessionflow/session"
 )
 
-// rulesFlags are the flags that override a profile's built-in rules. Only
-// flags given on the command line override; the rest keep the profile's
-// defaults.
-type rulesFlags struct {
+// Flags are the flags that override a profile's built-in rules. Only flags
+// given on the command line override; the rest keep the profile's defaults.
+type Flags struct {
 	fs                                            *pflag.FlagSet
 	profile                                       string
 	gap, maxDuration, breakTolerance, minDuration time.Duration
@@ -22,8 +24,9 @@ type rulesFlags struct {
 	startMarker, endMarker                        string
 }
 
-func addRulesFlags(fs *pflag.FlagSet) *rulesFlags {
-	f := &rulesFlags{fs: fs}
+// Add defines the rule flags on fs.
+func Add(fs *pflag.FlagSet) *Flags {
+	f := &Flags{fs: fs}
 	fs.StringVar(&f.profile, "profile", string(session.Clickstream), "session rules: clickstream, charging or openclose")
 	fs.DurationVar(&f.gap, "gap", 0, "inactivity gap that closes a session (profile default: clickstream 30m, charging 15m, openclose 1h)")
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "maximum session duration, 0 for none (default: clickstream 2h, charging 12h, openclose 24h)")
@@ -45,11 +48,18 @@ func addRulesFlags(fs *pflag.FlagSet) *rulesFlags {
 
 var timeUnits = map[string]time.Duration{"s": time.Second, "ms": time.Millisecond, "us": time.Microsecond, "ns": time.Nanosecond}
 
-// rules returns the profile's defaults with the given flags applied, validated.
-func (f *rulesFlags) rules() (*session.Rules, error) {
+// UsageError marks an error in the flags' values.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Rules returns the profile's defaults with the given flags applied,
+// validated. Errors are UsageErrors.
+func (f *Flags) Rules() (*session.Rules, error) {
 	r, err := session.Defaults(session.Profile(f.profile))
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--profile: %w", err)}
+		return nil, UsageError{fmt.Errorf("--profile: %w", err)}
 	}
 	set := f.fs.Changed
 	// flag -> {value given, rule it overrides}
@@ -73,7 +83,7 @@ func (f *rulesFlags) rules() (*session.Rules, error) {
 	}
 	unit, ok := timeUnits[f.timeUnit]
 	if !ok {
-		return nil, usageError{fmt.Errorf("--time-unit %q: want s, ms, us or ns", f.timeUnit)}
+		return nil, UsageError{fmt.Errorf("--time-unit %q: want s, ms, us or ns", f.timeUnit)}
 	}
 	r.TimeUnit = unit
 	for name, dst := range map[string]*session.Marker{"start-marker": &r.StartMarker, "end-marker": &r.EndMarker} {
@@ -82,12 +92,12 @@ func (f *rulesFlags) rules() (*session.Rules, error) {
 		}
 		m, err := session.ParseMarker(f.fs.Lookup(name).Value.String())
 		if err != nil {
-			return nil, usageError{fmt.Errorf("--%s: %w", name, err)}
+			return nil, UsageError{fmt.Errorf("--%s: %w", name, err)}
 		}
 		*dst = m
 	}
 	if err := r.Validate(); err != nil {
-		return nil, usageError{err}
+		return nil, UsageError{err}
 	}
 	return &r, nil
 }

@@ -1,0 +1,65 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+func TestParse(t *testing.T) {
+	f, err := Parse([]byte(`
+pipelines:
+  - name: clickstream
+    profile: clickstream
+    topic: clicks
+    rules: {gap: 20m, end_marker: page_name=logout}
+    output: {prefix: web/sessions, buckets: 8, flush: {max_records: 500, max_age: 5s}}
+    notify: {session_closed: true}
+  - name: drones
+    profile: charging
+    topic: telemetry
+    rules: {break_tolerance: 3m, time_unit: s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Find("clickstream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := p.Workflow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Rules.Gap != 20*time.Minute || w.Rules.MaxDuration != 2*time.Hour || w.Rules.EndMarker.Value != "logout" ||
+		w.Buckets != 8 || w.Prefix != "web/sessions" || w.Sink.MaxRecords != 500 || w.Sink.MaxAge != 5*time.Second ||
+		!w.Notify.SessionClosed || p.Topic != "clicks" {
+		t.Errorf("clickstream pipeline %+v", w)
+	}
+	d, _ := f.Find("drones")
+	r, err := d.SessionRules()
+	if err != nil || r.BreakTolerance != 3*time.Minute || r.TimeUnit != time.Second || r.Profile != session.Charging {
+		t.Errorf("drones rules %+v %v", r, err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ doc, want string }{
+		{`pipelines: []`, "no pipelines"},
+		{"pipelines:\n  - {name: a, profile: web, topic: t}", `unknown profile "web"`},
+		{"pipelines:\n  - {name: a, profile: clickstream, topic: t, rules: {gapp: 5m}}", "field gapp not found"},
+		{"pipelines:\n  - {name: a, profile: clickstream, rules: {gap: 0s, max_duration: -1s}}", "--max-duration"},
+		{"pipelines:\n  - {name: A B, profile: clickstream}", `name "A B"`},
+		{"pipelines:\n  - {name: a, profile: clickstream}\n  - {name: a, profile: charging}", "declared twice"},
+		{"pipelines:\n  - {name: a, profile: clickstream, rules: {end_marker: logout}}", "field=value"},
+		{"pipelines:\n  - {name: a, profile: clickstream, output: {buckets: 1000}}", "output.buckets"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want it to mention %q", c.doc, err, c.want)
+		}
+	}
+}
