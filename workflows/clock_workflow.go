@@ -28,6 +28,10 @@ type WatermarkUpdate struct {
 	// largest event time and open sessions finish as a batch run's do
 	// (close_reason end_of_input unless a deadline lies below it).
 	EndOfInput bool `json:"end_of_input,omitempty"`
+	// SentMs is the sender's wall time (epoch ms) when the marks held. The
+	// clock measures W's pace with it: updates that queue up while the
+	// clock's worker is busy are all handled at one workflow time.
+	SentMs int64 `json:"sent_ms,omitempty"`
 }
 
 // ClockState is the pipeline's event-time clock.
@@ -70,15 +74,23 @@ func ClockWorkflow(ctx workflow.Context, in ClockInput) error {
 	for n := 0; ; n++ {
 		var u WatermarkUpdate
 		updates.Receive(ctx, &u)
-		state.apply(u, in.Lateness.Milliseconds(), workflow.Now(ctx).UnixMilli())
+		state.apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
 		if n+1 >= clockSignalsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			for updates.ReceiveAsync(&u) {
-				state.apply(u, in.Lateness.Milliseconds(), workflow.Now(ctx).UnixMilli())
+				state.apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
 			}
 			in.State = &state
 			return workflow.NewContinueAsNewError(ctx, ClockWorkflow, in)
 		}
 	}
+}
+
+// wallMs is when an update's marks held: the sender's time if it gave one.
+func wallMs(ctx workflow.Context, u WatermarkUpdate) int64 {
+	if u.SentMs > 0 {
+		return u.SentMs
+	}
+	return workflow.Now(ctx).UnixMilli()
 }
 
 // apply merges an update's marks and moves the watermark forward.

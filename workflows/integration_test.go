@@ -137,7 +137,8 @@ func (s *stream) feed(ctx context.Context, t *testing.T, c client.Client, midway
 		if err := g.Wait(); err != nil {
 			t.Fatal(err)
 		}
-		s.clock(ctx, t, c, workflows.WatermarkUpdate{Source: "test", Marks: []workflows.PartitionMark{{Partition: s.pipeline.Name + "/0", MaxTime: maxSent}}})
+		s.clock(ctx, t, c, workflows.WatermarkUpdate{Source: "test", SentMs: time.Now().UnixMilli(),
+			Marks: []workflows.PartitionMark{{Partition: s.pipeline.Name + "/0", MaxTime: maxSent}}})
 	}
 	s.clock(ctx, t, c, workflows.WatermarkUpdate{Source: "test", EndOfInput: true,
 		Marks: []workflows.PartitionMark{{Partition: s.pipeline.Name + "/0", MaxTime: maxSent}}})
@@ -259,6 +260,9 @@ func runIntegration(t *testing.T, restart bool) {
 				t.Errorf("%s: webhook got %d session_closed for %s, want 1", s.pipeline.Name, n, r.SessionID)
 			}
 		}
+	}
+	if *updateHistories && !restart {
+		saveHistories(ctx, t, c, ts.GetDefaultNamespace())
 	}
 	// Sessions are findable by their search attributes.
 	resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
