@@ -58,10 +58,19 @@ type chunk struct {
 
 type decoded struct {
 	index   int
-	shards  [][]Keyed // by key hash
+	shards  []part // by key hash
 	invalid []invalidLine
 	lines   int64
 	maxTime int64
+}
+
+// part is a run of decoded events of one shard. Keys travel as ids local to
+// the decoding worker (names[worker][id]), so that no later stage hashes a
+// key string again.
+type part struct {
+	worker int
+	ids    []int32
+	events []Event
 }
 
 type invalidLine struct {
@@ -86,15 +95,17 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 		}
 	}()
 	var wg sync.WaitGroup
-	for range workers {
+	names := make([][]string, workers) // each worker's key ids, read after wg.Wait
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			k := &keyTable{worker: w, ids: make(map[string]int32)}
+			defer func() { names[w] = k.names }()
 			d := NewDecoder(b.Rules)
-			keys := make(map[string]string)
 			for c := range chunks {
 				select {
-				case results <- decodeChunk(d, keys, c, workers):
+				case results <- decodeChunk(d, k, c, workers):
 				case <-ctx.Done():
 					return
 				}
@@ -107,7 +118,7 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	// invalid lines are reported in order and strict mode stops at the first.
 	var stats BatchStats
 	stats.MaxTime = NoWatermark
-	shards := make([][][]Keyed, workers)
+	shards := make([][]part, workers)
 	held := make(map[int]decoded)
 	next := 0
 	for res := range results {
@@ -122,9 +133,9 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 			stats.Lines += d.lines
 			stats.Invalid += int64(len(d.invalid))
 			stats.MaxTime = max(stats.MaxTime, d.maxTime)
-			for i, part := range d.shards {
-				stats.Events += int64(len(part))
-				shards[i] = append(shards[i], part)
+			for i, p := range d.shards {
+				stats.Events += int64(len(p.events))
+				shards[i] = append(shards[i], p)
 			}
 			if b.OnInvalid == nil || context.Cause(ctx) != nil {
 				continue
@@ -140,7 +151,7 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	if err := context.Cause(ctx); err != nil {
 		return nil, stats, err
 	}
-	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, stats.MaxTime)
+	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, names, stats.MaxTime)
 	stats.Stats = st
 	stats.Sessions = int64(len(records))
 	return records, stats, nil
@@ -192,11 +203,29 @@ func readChunks(ctx context.Context, r io.Reader, out chan<- chunk) error {
 	}
 }
 
-func decodeChunk(d *Decoder, keys map[string]string, c chunk, nshards int) decoded {
-	res := decoded{index: c.index, shards: make([][]Keyed, nshards), maxTime: NoWatermark}
+// keyTable numbers the keys one decoding worker has seen.
+type keyTable struct {
+	worker int
+	ids    map[string]int32
+	names  []string
+}
+
+func (k *keyTable) id(key []byte) int32 {
+	if id, ok := k.ids[string(key)]; ok {
+		return id
+	}
+	id := int32(len(k.names))
+	name := string(key)
+	k.ids[name] = id
+	k.names = append(k.names, name)
+	return id
+}
+
+func decodeChunk(d *Decoder, keys *keyTable, c chunk, nshards int) decoded {
+	res := decoded{index: c.index, shards: make([]part, nshards), maxTime: NoWatermark}
 	per := bytes.Count(c.data, []byte{'\n'})/nshards + 1
 	for i := range res.shards {
-		res.shards[i] = make([]Keyed, 0, per+per/4)
+		res.shards[i] = part{worker: keys.worker, ids: make([]int32, 0, per+per/4), events: make([]Event, 0, per+per/4)}
 	}
 	data := c.data
 	for ln := c.firstLine; len(data) > 0; ln++ {
@@ -218,13 +247,9 @@ func decodeChunk(d *Decoder, keys map[string]string, c chunk, nshards int) decod
 		}
 		e.Seq = ln
 		res.maxTime = max(res.maxTime, e.Time)
-		k, ok := keys[string(key)]
-		if !ok {
-			k = string(key)
-			keys[k] = k
-		}
-		s := xxhash.Sum64String(k) % uint64(nshards)
-		res.shards[s] = append(res.shards[s], Keyed{Key: k, Event: e})
+		p := &res.shards[xxhash.Sum64(key)%uint64(nshards)]
+		p.ids = append(p.ids, keys.id(key))
+		p.events = append(p.events, e)
 	}
 	return res
 }
@@ -234,15 +259,18 @@ func decodeChunk(d *Decoder, keys map[string]string, c chunk, nshards int) decod
 // in time order, ties in Seq order. The result is sorted by key, then start.
 func Sessionize(r *Rules, pipeline string, events []Keyed) ([]Record, Stats) {
 	maxTime := NoWatermark
-	for _, e := range events {
+	k := &keyTable{ids: make(map[string]int32)}
+	p := part{ids: make([]int32, len(events)), events: make([]Event, len(events))}
+	for i, e := range events {
 		maxTime = max(maxTime, e.Time)
+		p.ids[i] = k.id([]byte(e.Key))
+		p.events[i] = e.Event
 	}
-	return sessionizeShards(r, pipeline, [][][]Keyed{{events}}, maxTime)
+	return sessionizeShards(r, pipeline, [][]part{{p}}, [][]string{k.names}, maxTime)
 }
 
-// sessionizeShards groups each shard's events by key and runs a Tracker over
-// each key, shards in parallel. Shards hold disjoint keys.
-func sessionizeShards(r *Rules, pipeline string, shards [][][]Keyed, maxTime int64) ([]Record, Stats) {
+// sessionizeShards sessionizes each shard (disjoint keys), in parallel.
+func sessionizeShards(r *Rules, pipeline string, shards [][]part, names [][]string, maxTime int64) ([]Record, Stats) {
 	out := make([][]Record, len(shards))
 	stats := make([]Stats, len(shards))
 	var wg sync.WaitGroup
@@ -250,7 +278,7 @@ func sessionizeShards(r *Rules, pipeline string, shards [][][]Keyed, maxTime int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], stats[i] = sessionizeShard(r, pipeline, parts, maxTime)
+			out[i], stats[i] = sessionizeShard(r, pipeline, parts, names, maxTime)
 		}()
 	}
 	wg.Wait()
@@ -262,27 +290,35 @@ func sessionizeShards(r *Rules, pipeline string, shards [][][]Keyed, maxTime int
 	return mergeSorted(out), total
 }
 
-func sessionizeShard(r *Rules, pipeline string, parts [][]Keyed, maxTime int64) ([]Record, Stats) {
-	// A counting sort by key: one map lookup per event, then every key's
-	// events land contiguously, keys in sorted order. A key's sessions close
-	// in (start, end) order, so the records come out sorted with no sort of
-	// their own.
+func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, maxTime int64) ([]Record, Stats) {
+	// A counting sort by key: every key's events land contiguously, keys in
+	// sorted order. A key's sessions close in (start, end) order, so the
+	// records come out sorted with no sort of their own.
 	total := 0
-	for _, part := range parts {
-		total += len(part)
+	for _, p := range parts {
+		total += len(p.events)
 	}
-	index := make(map[string]int32)
+	local := make([][]int32, len(names)) // worker's key id -> shard key index + 1
+	for w := range names {
+		local[w] = make([]int32, len(names[w]))
+	}
 	var keys []string
 	var counts []int
+	index := make(map[string]int32) // consulted once per worker and key
 	ids := make([]int32, 0, total)
-	for _, part := range parts {
-		for i := range part {
-			k, ok := index[part[i].Key]
-			if !ok {
-				k = int32(len(keys))
-				index[part[i].Key] = k
-				keys = append(keys, part[i].Key)
-				counts = append(counts, 0)
+	for _, p := range parts {
+		tr, nm := local[p.worker], names[p.worker]
+		for _, id := range p.ids {
+			k := tr[id] - 1
+			if k < 0 {
+				var ok bool
+				if k, ok = index[nm[id]]; !ok {
+					k = int32(len(keys))
+					index[nm[id]] = k
+					keys = append(keys, nm[id])
+					counts = append(counts, 0)
+				}
+				tr[id] = k + 1
 			}
 			ids = append(ids, k)
 			counts[k]++
@@ -301,10 +337,10 @@ func sessionizeShard(r *Rules, pipeline string, parts [][]Keyed, maxTime int64) 
 	}
 	flat := make([]Event, total)
 	n := 0
-	for _, part := range parts {
-		for i := range part {
+	for _, p := range parts {
+		for i := range p.events {
 			k := ids[n]
-			flat[next[k]] = part[i].Event
+			flat[next[k]] = p.events[i]
 			next[k]++
 			n++
 		}
