@@ -370,3 +370,48 @@ func TestSessionQueryState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEveryDeadlineKind closes a session of each profile by each of its
+// rules, with the watermark (not a later event) doing the closing.
+func TestEveryDeadlineKind(t *testing.T) {
+	on := func(off, seq int64) session.Event {
+		return session.Event{Time: t0 + off, Seq: seq, Flags: session.FlagActive}
+	}
+	offE := func(off, seq int64) session.Event { return session.Event{Time: t0 + off, Seq: seq} }
+	end := func(off, seq int64) session.Event {
+		return session.Event{Time: t0 + off, Seq: seq, Flags: session.FlagEnd, Page: "logout"}
+	}
+	cases := []struct {
+		name    string
+		profile session.Profile
+		edit    func(*Pipeline)
+		events  []session.Event
+		w       int64 // the clock's watermark after the events
+		want    session.Reason
+		count   int64
+	}{
+		{"clickstream inactivity", session.Clickstream, nil, []session.Event{ev(0, 1), ev(10*mnt, 2)}, t0 + 40*mnt + 1, session.ReasonInactivity, 2},
+		{"clickstream max duration", session.Clickstream, nil,
+			[]session.Event{ev(0, 1), ev(29*mnt, 2), ev(58*mnt, 3), ev(87*mnt, 4), ev(116*mnt, 5)}, t0 + 120*mnt, session.ReasonMaxDuration, 5},
+		{"clickstream end marker", session.Clickstream, func(p *Pipeline) { p.Rules.EndMarker = session.Marker{Field: "page_name", Value: "logout"} },
+			[]session.Event{ev(0, 1), end(mnt, 2)}, t0 + mnt + 1, session.ReasonEndMarker, 2},
+		{"charging inactivity", session.Charging, nil, []session.Event{on(0, 1), on(mnt, 2)}, t0 + 16*mnt + 1, session.ReasonInactivity, 2},
+		{"charging max duration", session.Charging, func(p *Pipeline) { p.Rules.MaxDuration = 10 * time.Minute },
+			[]session.Event{on(0, 1), on(5*mnt, 2), on(9*mnt, 3)}, t0 + 10*mnt, session.ReasonMaxDuration, 3},
+		{"charging break exceeded", session.Charging, nil, []session.Event{on(0, 1), offE(mnt, 2)}, t0 + 6*mnt + 1, session.ReasonBreak, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.at(time.Second, func() { h.signal(t0-10*mnt, c.events...) })
+			h.at(time.Minute, func() { h.clockW = c.w })
+			rec, err := h.run(SessionInput{Pipeline: pipeline(t, c.profile, c.edit), Key: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.CloseReason != c.want || rec.EventCount != c.count || len(h.sunk) != 1 {
+				t.Errorf("closed %s with %d events (sink %d), want %s with %d", rec.CloseReason, rec.EventCount, len(h.sunk), c.want, c.count)
+			}
+		})
+	}
+}
