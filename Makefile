@@ -3,25 +3,30 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 DEVDIR  := $(CURDIR)/.dev
 
-.PHONY: all build tools test vet fmt-check fuzz bench bench-sessionize dev clean
+.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize dev clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./starter
+	$(GO) build -o $(BIN)/ ./starter ./worker ./deploy/devstack
 
 ## tools: the MinIO server the integration tests run (internal/miniotest),
 ## built once from a pinned version into $(BIN). Tests use $SESSIONFLOW_MINIO,
 ## else bin/minio, else minio on PATH.
-MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
-tools: $(BIN)/minio
+MINIO_VERSION    := v0.0.0-20260212201848-7aac2a2c5b7c
+TEMPORAL_VERSION := v1.5.1
+tools: $(BIN)/minio $(BIN)/temporal
 
 $(BIN)/minio:
 	@echo "Building MinIO $(MINIO_VERSION) into $(BIN); the first build takes ~5 minutes."
 	GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
+$(BIN)/temporal:
+	@echo "Building the temporal CLI $(TEMPORAL_VERSION) (dev server + UI) into $(BIN); the first build takes ~5 minutes."
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
 ## test: formatting, vet, and the whole suite with the race detector.
-test: fmt-check vet tools
+test: fmt-check vet $(BIN)/minio
 	$(GO) test -race -count=1 ./...
 
 vet:
@@ -50,15 +55,19 @@ bench-sessionize: build $(BENCH_FILE)
 	@ls -l $(BENCH_FILE)
 	$(BIN)/starter sessionize --in $(BENCH_FILE) --out /dev/null
 
-## dev: run the product locally. Today that is the batch engine on a sample
-## clickstream; the full stack (Temporal, MinIO, Kafka, workers) arrives with
-## the dev-stack issue.
-dev: build
-	mkdir -p $(DEVDIR)
-	$(BIN)/starter generate --num-users 20 --events 400 --out $(DEVDIR)/sample-clicks.jsonl
-	$(BIN)/starter sessionize --in $(DEVDIR)/sample-clicks.jsonl --end-marker page_name=logout --format table
-	@echo
-	@echo "Sessionized $(DEVDIR)/sample-clicks.jsonl. The streaming dev stack (Temporal + MinIO + Kafka) is not built yet."
+## dev: the whole product on this machine: Temporal dev server + UI, MinIO,
+## an in-process Kafka-protocol broker, the worker with two pipelines and the
+## generator. State stays in .dev/ (a second run resumes); Ctrl-C stops it.
+## Point it at your own services with TEMPORAL_ADDRESS, KAFKA_BROKERS and
+## S3_ENDPOINT (+ S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY).
+dev: build tools
+	$(BIN)/devstack --dir $(DEVDIR) --bin $(BIN)
+
+## smoke: start the dev stack headless in a scratch folder, wait for closed
+## sessions of both pipelines in Parquet, the UI and `starter sessions list`.
+smoke: build tools
+	rm -rf $(DEVDIR)/smoke
+	$(BIN)/devstack --dir $(DEVDIR)/smoke --bin $(BIN) --smoke --rate 200
 
 clean:
 	rm -rf $(BIN) $(DEVDIR)
