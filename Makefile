@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 DEVDIR  := $(CURDIR)/.dev
 
-.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize dev clean
+.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize bench-batch dev clean
 
 all: build
 
@@ -50,6 +50,15 @@ BENCH_FILE   := $(DEVDIR)/bench/clicks-$(BENCH_EVENTS).jsonl
 $(BENCH_FILE): | build
 	mkdir -p $(dir $@)
 	$(BIN)/starter generate --num-users 100000 --events $(BENCH_EVENTS) --out $@.tmp && mv $@.tmp $@
+
+## bench-batch: starter sessionize, DuckDB and pandas side by side on one
+## file (BATCH_EVENTS, default 10M); installs DuckDB from npm and pandas from
+## Debian when missing.
+BATCH_EVENTS ?= 10000000
+bench-batch: build
+	@/usr/bin/python3 -c 'import pandas' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-pandas)
+	cd bench/batch && npm ci --no-audit --no-fund --silent
+	bench/batch/run.sh $(BATCH_EVENTS)
 
 bench-sessionize: build $(BENCH_FILE)
 	@ls -l $(BENCH_FILE)
