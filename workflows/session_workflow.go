@@ -86,7 +86,7 @@ func newSessionRun(ctx workflow.Context, in SessionInput) *sessionRun {
 	} else {
 		r.tr = session.NewTracker(&r.p.Rules, p.Name, in.Key)
 	}
-	if in.Watermark > r.w {
+	if in.State != nil && in.Watermark > r.w { // carried by continue-as-new
 		r.w = in.Watermark
 	}
 	if p.Notify.BreakStarted {
