@@ -11,13 +11,13 @@ import (
 // faster: batch outputs write hundreds of thousands of records.
 func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `{"session_id":`...)
-	b = appendString(b, r.SessionID)
+	b = AppendJSONString(b, r.SessionID)
 	b = append(b, `,"key":`...)
-	b = appendString(b, r.Key)
+	b = AppendJSONString(b, r.Key)
 	b = append(b, `,"pipeline":`...)
-	b = appendString(b, r.Pipeline)
+	b = AppendJSONString(b, r.Pipeline)
 	b = append(b, `,"profile":`...)
-	b = appendString(b, r.Profile)
+	b = AppendJSONString(b, r.Profile)
 	b = append(b, `,"session_start_time_ms":`...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, `,"session_end_time_ms":`...)
@@ -27,7 +27,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `,"event_count":`...)
 	b = strconv.AppendInt(b, r.EventCount, 10)
 	b = append(b, `,"close_reason":`...)
-	b = appendString(b, string(r.CloseReason))
+	b = AppendJSONString(b, string(r.CloseReason))
 	if a := r.ClickstreamAttrs; a != nil {
 		b = append(b, `,"pages_visited":`...)
 		if a.PagesVisited == nil {
@@ -38,7 +38,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendString(b, p)
+				b = AppendJSONString(b, p)
 			}
 			b = append(b, ']')
 		}
@@ -53,7 +53,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"break_ms":`...)
 		b = strconv.AppendInt(b, a.BreakMs, 10)
 		b = append(b, `,"status":`...)
-		b = appendString(b, a.Status)
+		b = AppendJSONString(b, a.Status)
 	}
 	if r.ClosedAtMs != 0 {
 		b = append(b, `,"closed_at_ms":`...)
@@ -64,10 +64,11 @@ func (r *Record) AppendJSON(b []byte) []byte {
 
 const hex = "0123456789abcdef"
 
-// appendString quotes s the way encoding/json does without HTML escaping:
-// control characters as \uXXXX (with the short forms for \b \f \n \r \t),
-// invalid UTF-8 as U+FFFD, and U+2028/U+2029 escaped.
-func appendString(b []byte, s string) []byte {
+// AppendJSONString quotes s the way encoding/json does without HTML
+// escaping: control characters as \uXXXX (with the short forms for \b \f
+// \n \r \t), invalid UTF-8 as U+FFFD, and U+2028/U+2029 escaped. Every
+// hand-written JSON encoder of the project uses it.
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
