@@ -50,7 +50,7 @@ and the backfill for the same events.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sessionizeCmd(), generateCmd(), sessionsCmd())
+	root.AddCommand(sessionizeCmd(), generateCmd(), sessionsCmd(), backfillCmd())
 	// Flag parse errors become usage errors (exit 2) with the command's name.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see '%s --help')", cmd.Name(), err, cmd.CommandPath())}

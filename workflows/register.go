@@ -12,6 +12,7 @@ func Register(w worker.Registry, acts *activities.Activities, c client.Client) {
 	w.RegisterWorkflow(SessionWorkflow)
 	w.RegisterWorkflow(ClockWorkflow)
 	w.RegisterWorkflow(SinkWorkflow)
+	w.RegisterWorkflow(BackfillWorkflow)
 	w.RegisterActivity(acts)
 	w.RegisterActivity(&TemporalActivities{Client: c})
 }
