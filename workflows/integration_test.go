@@ -203,7 +203,7 @@ func TestIntegration(t *testing.T) {
 }
 
 func runIntegration(t *testing.T, restart bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	s3 := miniotest.Start(t)
 	hook := &webhook{seen: map[string]int{}}
@@ -227,7 +227,11 @@ func runIntegration(t *testing.T, restart bool) {
 	w := start()
 	defer func() { w.Stop() }()
 
-	streams := []*stream{newStream(t, session.Clickstream, 3000), newStream(t, session.Charging, 3000)}
+	events := 3000
+	if raceEnabled {
+		events = 1000
+	}
+	streams := []*stream{newStream(t, session.Clickstream, events), newStream(t, session.Charging, events)}
 	var midway func()
 	if restart {
 		var once sync.Once
@@ -279,7 +283,7 @@ func runIntegration(t *testing.T, restart bool) {
 // awaitParquet polls MinIO until the sinks have written as many rows as the
 // batch run found, or the context ends.
 func (s *stream) awaitParquet(ctx context.Context, t *testing.T, s3 *miniotest.Server, c client.Client) []session.Record {
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	read := func() []session.Record {
 		got, err := activities.ReadSessions(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
 		if err != nil {
