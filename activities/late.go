@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/minio/minio-go/v7"
+	"go.temporal.io/sdk/activity"
 )
 
 // WriteLate writes one batch of late events as Parquet (ZSTD) to
@@ -21,6 +22,23 @@ import (
 // what the rules derived from the original message, which is in raw when the
 // writer has it.
 func (a *Activities) WriteLate(ctx context.Context, in WriteLateInput) (WriteParquetResult, error) {
+	logger := activity.GetLogger(ctx)
+	return writeLate(ctx, a.S3, a.Bucket, in, func(key string, rows, size int) {
+		logger.Info("wrote parquet", "key", key, "rows", rows, "bytes", size)
+	})
+}
+
+// WriteLateObject is WriteLate outside an activity: the ingester calls it
+// for the events it finds late on arrival, from a plain context. Objects are
+// named as WriteLate names them, so a retried batch overwrites itself. An
+// input no retry can write is an error of type ErrTypeBadInput.
+func WriteLateObject(ctx context.Context, s3 *minio.Client, bucket string, in WriteLateInput) (WriteParquetResult, error) {
+	return writeLate(ctx, s3, bucket, in, nil)
+}
+
+// writeLate writes the batch and reports each object to wrote, if set.
+func writeLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLateInput,
+	wrote func(key string, rows, size int)) (WriteParquetResult, error) {
 	if in.Writer == "" || in.Seq < 0 {
 		return WriteParquetResult{}, badInput("write late events",
 			fmt.Errorf("writer %q, seq %d: want a writer name and seq >= 0", in.Writer, in.Seq))
@@ -29,8 +47,12 @@ func (a *Activities) WriteLate(ctx context.Context, in WriteLateInput) (WritePar
 	for _, day := range splitByDate(in.Events, func(e LateEvent) int64 { return e.Event.Time }) {
 		key := fmt.Sprintf("%s/event_date=%s/%s.parquet",
 			joinPrefix(in.Prefix, lateDir), day.date, objectName(in.Writer, in.Seq))
-		if err := writeObject(ctx, a, key, lateColumns, day.rows); err != nil {
+		size, err := putParquet(ctx, s3, bucket, key, lateColumns, day.rows)
+		if err != nil {
 			return res, err
+		}
+		if wrote != nil {
+			wrote(key, len(day.rows), size)
 		}
 		res.Objects = append(res.Objects, key)
 		res.Rows += len(day.rows)

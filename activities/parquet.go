@@ -47,9 +47,11 @@ func (a *Activities) WriteParquet(ctx context.Context, in WriteParquetInput) (Wr
 	for _, day := range splitByDate(in.Records, func(r session.Record) int64 { return r.Start }) {
 		key := fmt.Sprintf("%s/session_date=%s/bucket=%02d/%s.parquet",
 			joinPrefix(in.Prefix, sessionsDir), day.date, in.Bucket, objectName(in.Sink, in.Seq))
-		if err := writeObject(ctx, a, key, cols, day.rows); err != nil {
+		size, err := putParquet(ctx, a.S3, a.Bucket, key, cols, day.rows)
+		if err != nil {
 			return res, err
 		}
+		activity.GetLogger(ctx).Info("wrote parquet", "key", key, "rows", len(day.rows), "bytes", size)
 		res.Objects = append(res.Objects, key)
 		res.Rows += len(day.rows)
 	}
@@ -221,19 +223,19 @@ func objectName(writer string, seq int64) string {
 	return fmt.Sprintf("%s-%010d", strings.ReplaceAll(writer, "/", "-"), seq)
 }
 
-// writeObject encodes rows and uploads them as key. Its errors, S3's
-// included, are plain wrapped errors and therefore retried.
-func writeObject[T any](ctx context.Context, a *Activities, key string, cols []column[T], rows []T) error {
+// putParquet encodes rows and uploads them as key, returning the object's
+// size. Its errors, S3's included, are plain wrapped errors and therefore
+// retried. It needs no activity context, so the ingester can use it too.
+func putParquet[T any](ctx context.Context, s3 *minio.Client, bucket, key string, cols []column[T], rows []T) (int, error) {
 	data, err := encode(memory.DefaultAllocator, cols, rows)
 	if err == nil {
-		_, err = a.S3.PutObject(ctx, a.Bucket, key, bytes.NewReader(data), int64(len(data)),
+		_, err = s3.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)),
 			minio.PutObjectOptions{ContentType: "application/vnd.apache.parquet"})
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
+		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
-	activity.GetLogger(ctx).Info("wrote parquet", "key", key, "rows", len(rows), "bytes", len(data))
-	return nil
+	return len(data), nil
 }
 
 // readAll decodes every .parquet object under prefix, in listing order.

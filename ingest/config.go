@@ -1,0 +1,161 @@
+// Package ingest turns a Kafka topic into signals to Sessionflow's
+// workflows: it decodes each message with the pipeline's rules, sends
+// invalid ones to a dead-letter topic and late ones to the late-event
+// output, batches the rest per key into SignalWithStart calls to the key's
+// SessionWorkflow, and keeps the pipeline's ClockWorkflow informed of the
+// event-time progress of every partition it reads.
+//
+// The effect is exactly-once although Kafka delivers at least once: an
+// offset is committed only once every event before it is acknowledged
+// (signal accepted by Temporal, dead letter or late event durably written),
+// a redelivered event carries the identity it had the first time (its id
+// field, else its topic/partition/offset), and the watermark never passes
+// an event whose offset is not committed, so a redelivered event is never
+// late and its workflow drops it as a duplicate. watermark.go explains the
+// watermark in full.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sessionflow/sessionflow/workflows"
+)
+
+// Config is one pipeline's ingester. Pipeline, Topic, Brokers, Temporal and
+// Late are required; everything else has a default.
+type Config struct {
+	// Pipeline is the pipeline as its workflows carry it: its name, rules
+	// (decoding, lateness) and output prefix.
+	Pipeline workflows.Pipeline
+	// Topic is the Kafka topic read; DLQTopic receives its invalid
+	// messages (default "<Topic>.dlq").
+	Topic    string
+	DLQTopic string
+	Brokers  []string
+	// GroupID is the consumer group; default "sessionflow-<pipeline>".
+	GroupID string
+	// Source names this ingester instance in watermark updates and logs;
+	// default "<hostname>-<pid>".
+	Source string
+	// Kafka carries the caller's TLS, SASL and client settings; it is
+	// copied, never modified. Nil means sarama's defaults.
+	Kafka *sarama.Config
+	// Temporal receives the batches and the watermark.
+	Temporal Signaller
+	// Late receives the events that arrive below the watermark.
+	Late LateWriter
+	// DLQ, if set, is the producer for dead letters (it must be safe for
+	// concurrent use, as sarama's are); by default the ingester makes an
+	// idempotent one from Brokers and Kafka and closes it when Run returns.
+	DLQ sarama.SyncProducer
+	// Metrics, if set, receives the ingester's metrics.
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Limits  Limits
+}
+
+// Limits tune batching, memory and the watermark. The zero value of each
+// field means its default.
+type Limits struct {
+	// BatchEvents and BatchBytes flush a key's buffer when it reaches
+	// either (defaults 500 events, 256 KiB of encoded events: a signal stays
+	// far below Temporal's 2 MB payload limit).
+	BatchEvents int
+	BatchBytes  int
+	// FlushInterval is the longest an event waits in its key's buffer
+	// (default 1s).
+	FlushInterval time.Duration
+	// MaxInFlight bounds the concurrent SignalWithStart calls (default 32).
+	MaxInFlight int
+	// MaxUncommitted bounds the messages read but not yet committed
+	// (default 100,000); MaxPendingBytes bounds the memory their buffered
+	// events and raw dead letters take (default 64 MiB). Past either the
+	// ingester stops reading until acknowledgements catch up.
+	MaxUncommitted  int
+	MaxPendingBytes int
+	// MaxValueBytes is the largest message value decoded; larger ones are
+	// dead letters with reason too_large (default 1 MiB).
+	MaxValueBytes int
+	// LateBatch is the largest number of late events written as one object
+	// (default 1000); they are written at least every FlushInterval.
+	LateBatch int
+	// IdleAfter is how long a partition may go without an on-time event
+	// before it stops holding the watermark back (default 30s).
+	IdleAfter time.Duration
+	// StartupWait is how long the first event of a partition new to the
+	// clock waits for the session's other new partitions to show their
+	// first events, so that the watermark starts at the earliest of them
+	// (default 2s).
+	StartupWait time.Duration
+	// PublishInterval is how often offsets are committed and the
+	// watermark is sent to the clock (default 500ms; at most a few
+	// signals per second reach the ClockWorkflow).
+	PublishInterval time.Duration
+	// DrainTimeout bounds how long a revoked partition waits for its
+	// in-flight signals before abandoning them uncommitted (default 15s;
+	// keep it under the consumer group's rebalance timeout).
+	DrainTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.BatchEvents, 500)
+	def(&l.BatchBytes, 256<<10)
+	def(&l.MaxInFlight, 32)
+	def(&l.MaxUncommitted, 100_000)
+	def(&l.MaxPendingBytes, 64<<20)
+	def(&l.MaxValueBytes, 1<<20)
+	def(&l.LateBatch, 1000)
+	defDur(&l.FlushInterval, time.Second)
+	defDur(&l.IdleAfter, 30*time.Second)
+	defDur(&l.StartupWait, 2*time.Second)
+	defDur(&l.PublishInterval, 500*time.Millisecond)
+	defDur(&l.DrainTimeout, 15*time.Second)
+	return l
+}
+
+// maxSignalBytes keeps a batch, with the pipeline that rides along in the
+// workflow input, well below Temporal's 2 MB payload limit.
+const maxSignalBytes = 1 << 20
+
+// Validate reports the first thing wrong with the config, before anything
+// connects.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Pipeline.Name == "" {
+		errs = append(errs, errors.New("ingest: the pipeline has no name"))
+	} else if err := c.Pipeline.Rules.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ingest %s: rules: %w", c.Pipeline.Name, err))
+	}
+	if c.Topic == "" {
+		errs = append(errs, fmt.Errorf("ingest %s: no topic (set topic: in the pipelines file)", c.Pipeline.Name))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, fmt.Errorf("ingest %s: no Kafka brokers (--kafka-brokers or KAFKA_BROKERS)", c.Pipeline.Name))
+	}
+	if c.Temporal == nil {
+		errs = append(errs, fmt.Errorf("ingest %s: no Temporal signaller", c.Pipeline.Name))
+	}
+	if c.Late == nil {
+		errs = append(errs, fmt.Errorf("ingest %s: no late-event writer", c.Pipeline.Name))
+	}
+	if c.Limits.BatchBytes > maxSignalBytes {
+		errs = append(errs, fmt.Errorf("ingest %s: BatchBytes %d: want at most %d (Temporal's payload limit is 2 MB)",
+			c.Pipeline.Name, c.Limits.BatchBytes, maxSignalBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,194 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/workflows"
+)
+
+// fakeTemporal plays Temporal for the ingester: a ClockWorkflow with the
+// real one's rules, and per key a session.Tracker fed exactly as a
+// SessionWorkflow feeds its own (events, then the batch's watermark, then
+// the clock's). It records every event it accepts and every violation of
+// the watermark invariant: an event that arrives below the clock's W.
+type fakeTemporal struct {
+	rules    *session.Rules
+	pipeline string
+
+	mu       sync.Mutex
+	clock    workflows.ClockState
+	trackers map[string]*session.Tracker
+	records  []session.Record
+	accepted map[uint64]int // event id -> deliveries accepted
+	events   int            // events accepted, duplicates included
+	signals  int
+	below    []string // invariant violations
+	updates  []workflows.WatermarkUpdate
+
+	// fail, if set, decides whether a SignalEvents attempt fails (before
+	// anything is recorded) and how long it takes.
+	fail func(key string, attempt int) (delay time.Duration, err error)
+	// onAccept, if set, runs after a batch is accepted (outside the lock).
+	onAccept func(key string, b workflows.EventBatch)
+	attempts int
+}
+
+func newFakeTemporal(rules *session.Rules, pipeline string) *fakeTemporal {
+	return &fakeTemporal{rules: rules, pipeline: pipeline, clock: workflows.ClockState{Watermark: session.NoWatermark},
+		trackers: map[string]*session.Tracker{}, accepted: map[uint64]int{}}
+}
+
+func (f *fakeTemporal) SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error {
+	f.mu.Lock()
+	f.attempts++
+	n := f.attempts
+	f.mu.Unlock()
+	if f.fail != nil {
+		delay, err := f.fail(key, n)
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	f.signals++
+	tr := f.trackers[key]
+	if tr == nil {
+		tr = session.NewTracker(f.rules, f.pipeline, key)
+		f.trackers[key] = tr
+	}
+	for _, e := range b.Events {
+		f.accepted[e.ID]++
+		f.events++
+		if e.Time < f.clock.Watermark || e.Time < b.Watermark {
+			f.below = append(f.below, fmt.Sprintf("%s: event at %d (offset %d) arrived below W=%d (batch W=%d)",
+				key, e.Time, e.Seq, f.clock.Watermark, b.Watermark))
+		}
+	}
+	if late := tr.Add(b.Events...); len(late) > 0 {
+		f.below = append(f.below, fmt.Sprintf("%s: %d events late at the tracker", key, len(late)))
+	}
+	f.records = append(f.records, tr.Advance(max(b.Watermark, f.clock.Watermark))...)
+	f.mu.Unlock()
+	if f.onAccept != nil {
+		f.onAccept(key, b)
+	}
+	return nil
+}
+
+func (f *fakeTemporal) PublishMarks(ctx context.Context, u workflows.WatermarkUpdate) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, u)
+	applyClock(&f.clock, u, f.rules.Lateness.Milliseconds())
+	return nil
+}
+
+func (f *fakeTemporal) ReadClock(ctx context.Context) (workflows.ClockState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.clock
+	st.Marks = slices.Clone(st.Marks)
+	return st, nil
+}
+
+// finish ends the input as the clock's EndOfInput does, with the largest
+// event time of the input: every tracker finishes at it, and the records are
+// returned sorted.
+func (f *fakeTemporal) finish(high int64) []session.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.records)
+	for _, tr := range f.trackers {
+		out = append(out, tr.Finish(high)...)
+	}
+	sortRecords(out)
+	return out
+}
+
+func (f *fakeTemporal) state() (w int64, marks []workflows.PartitionMark) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clock.Watermark, slices.Clone(f.clock.Marks)
+}
+
+func (f *fakeTemporal) violations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.below)
+}
+
+func sortRecords(rs []session.Record) {
+	slices.SortFunc(rs, func(a, b session.Record) int {
+		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Start, b.Start))
+	})
+}
+
+// applyClock is workflows.ClockWorkflow's update rule, restated: marks
+// merge by maximum, W is the least non-idle mark minus the lateness (the
+// largest when all are idle), and W never decreases.
+func applyClock(s *workflows.ClockState, u workflows.WatermarkUpdate, lateness int64) {
+	for _, m := range u.Marks {
+		i, found := slices.BinarySearchFunc(s.Marks, m.Partition, func(a workflows.PartitionMark, p string) int {
+			return cmp.Compare(a.Partition, p)
+		})
+		if found {
+			m.MaxTime = max(m.MaxTime, s.Marks[i].MaxTime)
+			s.Marks[i] = m
+		} else {
+			s.Marks = slices.Insert(s.Marks, i, m)
+		}
+	}
+	if len(s.Marks) == 0 {
+		return
+	}
+	low, high, active := int64(0), s.Marks[0].MaxTime, false
+	for _, m := range s.Marks {
+		high = max(high, m.MaxTime)
+		if !m.Idle && (!active || m.MaxTime < low) {
+			low, active = m.MaxTime, true
+		}
+	}
+	w := high - lateness
+	if active {
+		w = low - lateness
+	}
+	if u.EndOfInput {
+		w = high
+	}
+	s.Watermark = max(s.Watermark, w)
+}
+
+// fakeLate keeps the late events written.
+type fakeLate struct {
+	mu     sync.Mutex
+	events []activities.LateEvent
+	writes []activities.WriteLateInput
+}
+
+func (l *fakeLate) WriteLate(ctx context.Context, in activities.WriteLateInput) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes = append(l.writes, in)
+	l.events = append(l.events, in.Events...)
+	return nil
+}
+
+func (l *fakeLate) all() []activities.LateEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}

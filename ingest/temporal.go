@@ -1,0 +1,101 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/workflows"
+)
+
+// Signaller is what the ingester needs from Temporal. TemporalSignaller is
+// the real one; tests use fakes that fail and delay. Implementations must be
+// safe for concurrent use.
+type Signaller interface {
+	// SignalEvents delivers one key's batch to its SessionWorkflow,
+	// starting the workflow if none runs. A nil error means Temporal
+	// accepted the signal: the events are durable.
+	SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error
+	// PublishMarks sends the pipeline's ClockWorkflow a watermark update,
+	// starting the clock if it does not run.
+	PublishMarks(ctx context.Context, u workflows.WatermarkUpdate) error
+	// ReadClock returns the clock's state; a pipeline without a clock yet
+	// has session.NoWatermark and no marks.
+	ReadClock(ctx context.Context) (workflows.ClockState, error)
+}
+
+// TemporalSignaller signals a pipeline's workflows through a Temporal client.
+type TemporalSignaller struct {
+	Client   client.Client
+	Pipeline workflows.Pipeline
+	// TaskQueue of the workflows it starts; default workflows.TaskQueue.
+	TaskQueue string
+}
+
+func (t *TemporalSignaller) taskQueue() string {
+	if t.TaskQueue != "" {
+		return t.TaskQueue
+	}
+	return workflows.TaskQueue
+}
+
+// SignalEvents is SignalWithStart of workflows.SessionWorkflow on
+// "session/<pipeline>/<key>".
+func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error {
+	id := workflows.SessionWorkflowID(t.Pipeline.Name, key)
+	opts := client.StartWorkflowOptions{
+		ID:            id,
+		TaskQueue:     t.taskQueue(),
+		StaticSummary: fmt.Sprintf("session of %s in pipeline %s", key, t.Pipeline.Name),
+	}
+	if t.Pipeline.Visibility {
+		// Findable in the UI from the first signal on; the workflow adds the
+		// rest of its attributes itself.
+		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
+			workflows.AttrSessionKey.ValueSet(key), workflows.AttrPipeline.ValueSet(t.Pipeline.Name))
+	}
+	_, err := t.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalEvents, b, opts,
+		workflows.SessionWorkflow, workflows.SessionInput{Pipeline: t.Pipeline, Key: key})
+	if err != nil {
+		return fmt.Errorf("signal %d events to %s: %w", len(b.Events), id, err)
+	}
+	return nil
+}
+
+// PublishMarks is SignalWithStart of workflows.ClockWorkflow on
+// "clock/<pipeline>".
+func (t *TemporalSignaller) PublishMarks(ctx context.Context, u workflows.WatermarkUpdate) error {
+	id := workflows.ClockWorkflowID(t.Pipeline.Name)
+	_, err := t.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalWatermark, u, client.StartWorkflowOptions{
+		ID:            id,
+		TaskQueue:     t.taskQueue(),
+		StaticSummary: "event-time clock of pipeline " + t.Pipeline.Name,
+	}, workflows.ClockWorkflow, workflows.ClockInput{Pipeline: t.Pipeline.Name, Lateness: t.Pipeline.Rules.Lateness})
+	if err != nil {
+		return fmt.Errorf("publish %d marks to %s: %w", len(u.Marks), id, err)
+	}
+	return nil
+}
+
+// ReadClock queries the clock.
+func (t *TemporalSignaller) ReadClock(ctx context.Context) (workflows.ClockState, error) {
+	id := workflows.ClockWorkflowID(t.Pipeline.Name)
+	v, err := t.Client.QueryWorkflow(ctx, id, "", workflows.QueryClock)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return workflows.ClockState{Watermark: session.NoWatermark}, nil
+	}
+	if err != nil {
+		return workflows.ClockState{}, fmt.Errorf("query %s: %w", id, err)
+	}
+	var s workflows.ClockState
+	if err := v.Get(&s); err != nil {
+		return workflows.ClockState{}, fmt.Errorf("decode the state of %s: %w", id, err)
+	}
+	return s, nil
+}
