@@ -26,8 +26,12 @@ $(BIN)/temporal:
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
 
 ## test: formatting, vet, and the whole suite with the race detector.
+## The integration tests run smaller under the race detector (it slows the
+## in-process Temporal server about eightfold), so they run again at full size
+## without it.
 test: fmt-check vet $(BIN)/minio
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 30m -run 'Integration|EndToEnd' ./workflows ./ingest
 
 vet:
 	$(GO) vet ./...
