@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ type stack struct {
 	pipelines string
 
 	procs    []*proc
+	stopping atomic.Bool // children exiting now is expected
 	kafka    *kfake.Cluster
 	brokers  string
 	hooks    *http.Server
@@ -111,8 +113,8 @@ func (s *stack) spawn(ctx context.Context, name string, env []string, bin string
 		err := cmd.Wait()
 		out.Close()
 		close(p.done)
-		if ctx.Err() == nil {
-			s.logger.Error("process exited", "name", name, "error", err, "log", logPath)
+		if !s.stopping.Load() {
+			s.logger.Error("process exited unexpectedly", "name", name, "error", err, "log", logPath)
 		}
 	}()
 	s.procs = append(s.procs, p)
@@ -208,6 +210,7 @@ func (s *stack) dialTemporal(ctx context.Context, addr string) error {
 // stop ends the children newest first (the generator before the worker
 // before the servers), each with SIGTERM and a grace period.
 func (s *stack) stop() {
+	s.stopping.Store(true)
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
