@@ -137,39 +137,9 @@ func sortRecords(rs []session.Record) {
 	})
 }
 
-// applyClock is workflows.ClockWorkflow's update rule, restated: marks
-// merge by maximum, W is the least non-idle mark minus the lateness (the
-// largest when all are idle), and W never decreases.
+// applyClock is workflows.ClockWorkflow's update rule itself.
 func applyClock(s *workflows.ClockState, u workflows.WatermarkUpdate, lateness int64) {
-	for _, m := range u.Marks {
-		i, found := slices.BinarySearchFunc(s.Marks, m.Partition, func(a workflows.PartitionMark, p string) int {
-			return cmp.Compare(a.Partition, p)
-		})
-		if found {
-			m.MaxTime = max(m.MaxTime, s.Marks[i].MaxTime)
-			s.Marks[i] = m
-		} else {
-			s.Marks = slices.Insert(s.Marks, i, m)
-		}
-	}
-	if len(s.Marks) == 0 {
-		return
-	}
-	low, high, active := int64(0), s.Marks[0].MaxTime, false
-	for _, m := range s.Marks {
-		high = max(high, m.MaxTime)
-		if !m.Idle && (!active || m.MaxTime < low) {
-			low, active = m.MaxTime, true
-		}
-	}
-	w := high - lateness
-	if active {
-		w = low - lateness
-	}
-	if u.EndOfInput {
-		w = high
-	}
-	s.Watermark = max(s.Watermark, w)
+	s.Apply(u, lateness, 0)
 }
 
 // fakeLate keeps the late events written.

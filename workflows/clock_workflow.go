@@ -74,10 +74,10 @@ func ClockWorkflow(ctx workflow.Context, in ClockInput) error {
 	for n := 0; ; n++ {
 		var u WatermarkUpdate
 		updates.Receive(ctx, &u)
-		state.apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
+		state.Apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
 		if n+1 >= clockSignalsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			for updates.ReceiveAsync(&u) {
-				state.apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
+				state.Apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
 			}
 			in.State = &state
 			return workflow.NewContinueAsNewError(ctx, ClockWorkflow, in)
@@ -93,8 +93,12 @@ func wallMs(ctx workflow.Context, u WatermarkUpdate) int64 {
 	return workflow.Now(ctx).UnixMilli()
 }
 
-// apply merges an update's marks and moves the watermark forward.
-func (s *ClockState) apply(u WatermarkUpdate, lateness, nowMs int64) {
+// Apply merges an update's marks and moves the watermark forward: marks
+// merge by maximum, W is the least non-idle mark minus the lateness (the
+// largest mark when all are idle, the largest without lateness at the end of
+// input), and W never decreases. nowMs is the update's wall time, for the
+// pace. It is the one statement of the rule; test fakes of the clock call it.
+func (s *ClockState) Apply(u WatermarkUpdate, lateness, nowMs int64) {
 	for _, m := range u.Marks {
 		i, found := slices.BinarySearchFunc(s.Marks, m.Partition, func(a PartitionMark, p string) int {
 			return cmp.Compare(a.Partition, p)

@@ -61,7 +61,7 @@ func TestClockApply(t *testing.T) {
 	for _, c := range cases {
 		s := ClockState{Watermark: session.NoWatermark}
 		for i, u := range c.updates {
-			s.apply(u, late, int64(i)*1000)
+			s.Apply(u, late, int64(i)*1000)
 		}
 		if s.Watermark != c.want {
 			t.Errorf("%s: W = t0%+d ms, want t0%+d", c.name, s.Watermark-t0, c.want-t0)
