@@ -46,7 +46,25 @@ type ClockState struct {
 	Rate       float64         `json:"rate"`
 	EndOfInput bool            `json:"end_of_input,omitempty"`
 	Marks      []PartitionMark `json:"marks,omitempty"` // sorted by partition
+	// Recent is W over the last seconds, oldest first, each with the clock's
+	// own workflow time: sessions read W as it stood when their workflow
+	// task started (AsOf).
+	Recent []Reading `json:"recent,omitempty"`
 }
+
+// Reading is W as the clock held it from AtMs, its workflow time, on.
+type Reading struct {
+	AtMs       int64 `json:"at_ms"`
+	Watermark  int64 `json:"watermark"`
+	EndOfInput bool  `json:"end_of_input,omitempty"`
+}
+
+// How much of W's past the clock keeps for AsOf: the last 10 s, at most 128
+// readings, and always the newest reading before them.
+const (
+	recentKeepMs = 10_000
+	recentMax    = 128
+)
 
 // ClockInput starts or continues a ClockWorkflow.
 type ClockInput struct {
@@ -75,9 +93,11 @@ func ClockWorkflow(ctx workflow.Context, in ClockInput) error {
 		var u WatermarkUpdate
 		updates.Receive(ctx, &u)
 		state.Apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
+		state.remember(workflow.Now(ctx).UnixMilli())
 		if n+1 >= clockSignalsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			for updates.ReceiveAsync(&u) {
 				state.Apply(u, in.Lateness.Milliseconds(), wallMs(ctx, u))
+				state.remember(workflow.Now(ctx).UnixMilli())
 			}
 			in.State = &state
 			return workflow.NewContinueAsNewError(ctx, ClockWorkflow, in)
@@ -139,4 +159,41 @@ func (s *ClockState) Apply(u WatermarkUpdate, lateness, nowMs int64) {
 		}
 	}
 	s.Watermark, s.WallMs = w, nowMs
+}
+
+// remember notes W, if it moved, as the clock's reading from nowMs (its
+// workflow time: the same server clock as the sessions' task times).
+func (s *ClockState) remember(nowMs int64) {
+	if n := len(s.Recent); n > 0 && s.Recent[n-1].Watermark == s.Watermark && s.Recent[n-1].EndOfInput == s.EndOfInput {
+		return
+	}
+	s.Recent = append(s.Recent, Reading{AtMs: nowMs, Watermark: s.Watermark, EndOfInput: s.EndOfInput})
+	drop := max(0, len(s.Recent)-recentMax)
+	for drop+1 < len(s.Recent) && s.Recent[drop+1].AtMs <= nowMs-recentKeepMs {
+		drop++
+	}
+	if drop > 0 {
+		s.Recent = slices.Delete(s.Recent, 0, drop)
+	}
+}
+
+// AsOf is the clock as it stood at workflow time ms: W and the end of input
+// of its newest reading not after ms, or no watermark if it kept none that
+// old. Marks and Recent are left out.
+//
+// Why sessions need it: an ingester lets W pass an event once Temporal has
+// acknowledged the event's signal, but a workflow task sees only the signals
+// that arrived before it started. A task that read the clock's latest W
+// could judge late, or close a session before, the events of a batch that
+// arrived while the task ran. W as of the task's start is passed only by
+// events whose batches the task already holds.
+func (s ClockState) AsOf(ms int64) ClockState {
+	out := ClockState{Watermark: session.NoWatermark, Rate: s.Rate}
+	for _, r := range s.Recent {
+		if r.AtMs > ms {
+			break
+		}
+		out.Watermark, out.EndOfInput = r.Watermark, r.EndOfInput
+	}
+	return out
 }

@@ -98,3 +98,62 @@ func TestClockWorkflowRate(t *testing.T) {
 	}, 30*time.Second)
 	env.ExecuteWorkflow(ClockWorkflow, ClockInput{Pipeline: "web", Lateness: time.Minute})
 }
+
+// TestClockAsOf: a session reads W as the clock held it at a moment of the
+// clock's workflow time; readings older than the clock keeps still answer
+// for the newest of them.
+func TestClockAsOf(t *testing.T) {
+	s := ClockState{Watermark: session.NoWatermark}
+	update := func(atMs, maxTime int64, end bool) {
+		s.Apply(WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: maxTime}}, EndOfInput: end}, 0, atMs)
+		s.remember(atMs)
+	}
+	update(1_000, 100, false)
+	update(2_000, 200, false)
+	update(2_000, 250, false) // two updates in one workflow task
+	update(3_000, 250, false) // W stands still: no new reading
+	update(4_000, 300, true)
+	cases := []struct {
+		asOf int64
+		want int64
+		end  bool
+	}{
+		{999, session.NoWatermark, false},
+		{1_000, 100, false},
+		{1_999, 100, false},
+		{2_000, 250, false},
+		{3_500, 250, false},
+		{4_000, 300, true},
+		{1 << 50, 300, true},
+	}
+	for _, c := range cases {
+		got := s.AsOf(c.asOf)
+		if got.Watermark != c.want || got.EndOfInput != c.end {
+			t.Errorf("AsOf(%d) = W %d end %v, want W %d end %v", c.asOf, got.Watermark, got.EndOfInput, c.want, c.end)
+		}
+	}
+	if n := len(s.Recent); n != 4 {
+		t.Errorf("%d readings kept, want 4 (one per move of W)", n)
+	}
+}
+
+func TestClockForgetsOldReadings(t *testing.T) {
+	s := ClockState{Watermark: session.NoWatermark}
+	for i := range int64(400) {
+		s.Watermark = i
+		s.remember(i * 100) // 40 s of readings, ten a second
+	}
+	if len(s.Recent) > recentMax {
+		t.Fatalf("%d readings kept, want at most %d", len(s.Recent), recentMax)
+	}
+	// The last 10 s: 100 readings, and the newest one before them.
+	if first := s.Recent[0].AtMs; first != 39_900-recentKeepMs {
+		t.Errorf("oldest reading at %d ms, want %d", first, 39_900-recentKeepMs)
+	}
+	if got := s.AsOf(29_950).Watermark; got != 299 {
+		t.Errorf("AsOf(29950) = %d, want 299", got)
+	}
+	if got := s.AsOf(29_000).Watermark; got != session.NoWatermark {
+		t.Errorf("AsOf before every kept reading = %d, want no watermark", got)
+	}
+}

@@ -177,9 +177,13 @@ func (r *sessionRun) refreshClock() {
 		ScheduleToCloseTimeout: 10 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
+	// W as of this task's start (ClockState.AsOf). workflow.Now is that start
+	// until a local activity completes in the task, and this is the task's
+	// only one: it follows a timer, and a timer fires in a task of its own.
+	req := ClockRequest{Pipeline: r.p.Name, AsOfMs: workflow.Now(r.ctx).UnixMilli()}
 	var ta *TemporalActivities
 	var c ClockState
-	if err := workflow.ExecuteLocalActivity(ctx, ta.ClockState, r.p.Name).Get(ctx, &c); err != nil {
+	if err := workflow.ExecuteLocalActivity(ctx, ta.ClockState, req).Get(ctx, &c); err != nil {
 		workflow.GetLogger(r.ctx).Warn("clock unavailable; keeping the watermark", "error", err)
 		return
 	}

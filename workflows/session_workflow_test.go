@@ -50,7 +50,7 @@ func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
 	h.env.RegisterActivity(a)
 	h.env.RegisterActivity(ta)
 	h.env.OnActivity(ta.ClockState, mock.Anything, mock.Anything).Return(
-		func(context.Context, string) (ClockState, error) {
+		func(context.Context, ClockRequest) (ClockState, error) {
 			return ClockState{Watermark: h.clockW, Rate: 1, EndOfInput: h.final}, nil
 		})
 	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalRecord, mock.Anything).Return(

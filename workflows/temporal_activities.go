@@ -21,6 +21,10 @@ type TemporalActivities struct {
 	Client client.Client
 	// ClockMaxAge is how old a cached clock reading may be; default 250ms.
 	ClockMaxAge time.Duration
+	// ClockSkew is how far the clocks of Temporal's history hosts may
+	// disagree; default 500ms. A session reads W as of its workflow task's
+	// start minus this (ClockState.AsOf), so it costs as much close latency.
+	ClockSkew time.Duration
 
 	mu     sync.Mutex
 	clocks map[string]*cachedClock
@@ -35,9 +39,29 @@ type cachedClock struct {
 	at    time.Time
 }
 
-// ClockState reads a pipeline's clock, from this worker's cache when it is
-// fresh. A pipeline without a clock yet has no watermark.
-func (a *TemporalActivities) ClockState(ctx context.Context, pipeline string) (ClockState, error) {
+// ClockRequest asks for a pipeline's clock as it stood at a workflow time.
+type ClockRequest struct {
+	Pipeline string `json:"pipeline"`
+	AsOfMs   int64  `json:"as_of_ms"`
+}
+
+// ClockState reads a pipeline's clock as of the request's time, less the
+// clock skew (ClockState.AsOf explains why), from this worker's cache when
+// it is fresh. A pipeline without a clock yet has no watermark.
+func (a *TemporalActivities) ClockState(ctx context.Context, req ClockRequest) (ClockState, error) {
+	s, err := a.latestClock(ctx, req.Pipeline)
+	if err != nil {
+		return ClockState{}, err
+	}
+	skew := a.ClockSkew
+	if skew <= 0 {
+		skew = 500 * time.Millisecond
+	}
+	return s.AsOf(req.AsOfMs - skew.Milliseconds()), nil
+}
+
+// latestClock is the clock's latest state, cached.
+func (a *TemporalActivities) latestClock(ctx context.Context, pipeline string) (ClockState, error) {
 	a.mu.Lock()
 	if a.clocks == nil {
 		a.clocks = map[string]*cachedClock{}
@@ -79,7 +103,7 @@ func (a *TemporalActivities) queryClock(ctx context.Context, pipeline string) (C
 	if err := v.Get(&s); err != nil {
 		return ClockState{}, fmt.Errorf("decode clock of %s: %w", pipeline, err)
 	}
-	s.Marks = nil // sessions need only W and its pace
+	s.Marks = nil // sessions need only W, its past and its pace
 	return s, nil
 }
 
