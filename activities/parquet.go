@@ -259,6 +259,10 @@ func readAll[T any](ctx context.Context, s3 *minio.Client, bucket, prefix string
 		}
 		out = append(out, rows...)
 	}
+	// The listing ends quietly when ctx does: that is not an empty prefix.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
 	return out, nil
 }
 
