@@ -67,8 +67,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d events (%d late) of %d users produced in %v", len(in.messages), len(in.late), users, time.Since(started).Round(time.Millisecond))
 
-	// At most 8% of the stream uncommitted: the late events are far enough
-	// behind to be late whatever the timing (see newE2EInput).
+	// At most 8% of the stream uncommitted: the ingesters' memory and the
+	// redelivery after the rebalance stay small.
 	lim := Limits{FlushInterval: time.Second, PublishInterval: 250 * time.Millisecond, MaxInFlight: 64,
 		MaxUncommitted: len(in.messages) / 12, IdleAfter: time.Minute}
 	ingester := func(source string) func() {
@@ -177,11 +177,13 @@ type e2eInput struct {
 
 // newE2EInput generates the clicks, delays each by up to half the lateness
 // (out of order, never late), and injects a late event every 120 messages
-// in the last 40% of the stream: a click of a real user whose time is that
-// of the event a fifth as far into the stream, minus twice the lateness. By
-// then every partition's committed progress is past it: an ingester holds
-// at most MaxUncommitted (8% of the stream) uncommitted, a third of a
-// partition's share when it all sits in one partition.
+// in the last 40% of the stream: a click of a real user more than twice the
+// lateness before the stream's earliest event. It is late whatever the
+// timing: by then every partition has published a mark at or after that
+// earliest event, so W, and the ingester's bound of it, are at most the
+// lateness behind it. (An event merely far behind its partition's read
+// position is not: W moves only as fast as marks are acknowledged and
+// published, and an event that W has not passed is on time.)
 func newE2EInput(t *testing.T, rules session.Rules, users, events int) e2eInput {
 	lines, keys := clicks(t, users, events, 21)
 	rng := rand.New(rand.NewPCG(21, 22))
@@ -192,10 +194,11 @@ func newE2EInput(t *testing.T, rules session.Rules, users, events int) e2eInput 
 		_, e, _ := dec.Decode(line)
 		times[i] = e.Time
 	}
+	earliest := slices.Min(times)
 	var in e2eInput
 	for n, i := range order {
 		if n >= len(order)*6/10 && n%120 == 0 {
-			at := times[order[n/5]] - 2*rules.Lateness.Milliseconds()
+			at := earliest - 2*rules.Lateness.Milliseconds() - int64(n)
 			id := fmt.Sprintf("late-%d", n)
 			line := fmt.Appendf(nil, `{"uuid":%q,"event_timestamp":%d,"page_name":"home","event_id":%q}`, keys[i], at, id)
 			_, e, err := dec.Decode(line)
