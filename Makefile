@@ -79,8 +79,10 @@ dev: build tools
 ## smoke: start the dev stack headless in a scratch folder, wait for closed
 ## sessions of both pipelines in Parquet, the UI and `starter sessions list`.
 smoke: build tools
+	@command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
+	@test -d bench/batch/node_modules/@duckdb/node-api || (cd bench/batch && npm ci --no-audit --no-fund --silent)
 	rm -rf $(DEVDIR)/smoke
-	$(BIN)/devstack --dir $(DEVDIR)/smoke --bin $(BIN) --smoke --rate 200
+	$(BIN)/devstack --dir $(DEVDIR)/smoke --bin $(BIN) --smoke --rate 200 --kcat kcat --duckdb-check deploy/devstack/readme_duckdb.mjs
 
 clean:
 	rm -rf $(BIN) $(DEVDIR)

@@ -48,6 +48,10 @@ type options struct {
 	kafka     string // external Kafka brokers instead of the in-process one
 	s3        string // external S3 endpoint instead of MinIO
 	noGenerat bool
+	kcat      string // with --smoke: produce a session with this kcat
+	// duckdbCheck is the node script that runs the README's DuckDB query
+	// over a copy of the Parquet written (with --smoke).
+	duckdbCheck string
 }
 
 func main() {
@@ -63,6 +67,8 @@ func main() {
 	flag.StringVar(&o.kafka, "kafka", os.Getenv("KAFKA_BROKERS"), "use these Kafka brokers instead of the in-process broker (env KAFKA_BROKERS)")
 	flag.StringVar(&o.s3, "s3", os.Getenv("S3_ENDPOINT"), "use this S3 endpoint instead of starting MinIO (env S3_ENDPOINT; credentials from S3_ACCESS_KEY_ID/S3_SECRET_ACCESS_KEY)")
 	flag.BoolVar(&o.noGenerat, "no-generator", false, "do not start the generator (feed the topics yourself, e.g. with kcat)")
+	flag.StringVar(&o.kcat, "kcat", "kcat", "with --smoke: produce a session of a new key with this kcat and wait for it in Parquet; empty to skip")
+	flag.StringVar(&o.duckdbCheck, "duckdb-check", "", "with --smoke: run the README's DuckDB query over a copy of the Parquet with this node script (deploy/devstack/readme_duckdb.mjs); empty to skip")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

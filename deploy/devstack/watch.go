@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/minio/minio-go/v7"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/sessionflow/sessionflow/workflows"
@@ -34,7 +31,7 @@ Sessionflow dev stack is up.
   MinIO console   http://%s   (user %s)
   Parquet         s3://%s/clickstream/sessions/  and  s3://%s/charging/sessions/
   Kafka           %s   topics: clicks, telemetry
-                  echo '{"uuid":"me","event_timestamp":'$(date +%%s000)',"page_name":"home"}' | kcat -P -b %s -t clicks -k me
+                  echo 'me:{"uuid":"me","event_timestamp":'$(date +%%s000)',"page_name":"home"}' | kcat -P -b %s -t clicks -K:
   Webhook log     %s
   Sessions        bin/starter sessions list --pipeline clickstream
   Logs            %s
@@ -113,44 +110,4 @@ func (s *stack) eventsIn() int64 {
 		}
 	}
 	return n
-}
-
-// smokeCheck waits for closed sessions of both pipelines in Parquet, the
-// Temporal UI's answer and `starter sessions list`, and says what it saw.
-func (s *stack) smokeCheck(ctx context.Context) error {
-	fmt.Println("smoke: waiting for closed sessions of both pipelines in Parquet…")
-	for _, p := range pipelineNames {
-		prefix := p + "/sessions/"
-		err := retry(ctx, s.o.timeout, "Parquet under "+prefix, func() error {
-			for obj := range s.s3.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-				if obj.Err == nil && strings.HasSuffix(obj.Key, ".parquet") {
-					fmt.Printf("smoke: %s wrote %s\n", p, obj.Key)
-					return nil
-				}
-			}
-			return fmt.Errorf("no object yet (%s)", s.status(ctx))
-		})
-		if err != nil {
-			return fmt.Errorf("smoke: %w", err)
-		}
-	}
-	resp, err := http.Get("http://127.0.0.1:" + uiPort + "/")
-	if s.o.temporal == "" {
-		if err != nil {
-			return fmt.Errorf("smoke: Temporal UI: %w", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("smoke: Temporal UI answered %s", resp.Status)
-		}
-		fmt.Println("smoke: Temporal UI answers 200 OK")
-	}
-	out, err := exec.CommandContext(ctx, filepath.Join(s.o.bin, "starter"), "sessions", "list",
-		"--pipeline", "clickstream", "--state", "closed", "--limit", "5").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("smoke: starter sessions list: %v\n%s", err, out)
-	}
-	fmt.Printf("smoke: starter sessions list --pipeline clickstream --state closed:\n%s", out)
-	fmt.Printf("smoke: ok (%s)\n", s.status(ctx))
-	return nil
 }
