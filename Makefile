@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 DEVDIR  := $(CURDIR)/.dev
 
-.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize bench-batch dev clean
+.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize bench-batch fault dev clean
 
 all: build
 
@@ -44,9 +44,20 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./session
 
-## bench: Go benchmarks of the rules engine, then `starter sessionize` end to end.
-bench: bench-sessionize
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./session
+## bench: everything measured, side by side in one run (BENCHMARKS.md): the
+## Go benchmarks of the rules engine and the ingest path, the streaming
+## pipeline end to end against temporaltest and the dev server with Temporal's
+## own SignalWithStart ceiling (bench/stream, ~10 min), then the batch engine
+## against DuckDB and pandas on 10M events (bench-batch).
+bench: build tools
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./session ./ingest
+	$(GO) run ./bench/stream --bin $(BIN)
+	$(MAKE) bench-batch
+
+## fault: the reliability suite (RELIABILITY.md): real worker, dev server and
+## MinIO processes, one fault injected per case; ~25 minutes.
+fault: build tools
+	$(GO) test -tags fault -count=1 -timeout 90m -v ./fault
 
 # 5,000,000 events of 100,000 users (about 480 MB), generated once.
 BENCH_EVENTS ?= 5000000
