@@ -1,0 +1,227 @@
+// Command stream is Sessionflow's streaming benchmark: generator → an
+// in-process Kafka-protocol broker (kfake) → the real ingesters → Temporal →
+// Parquet on MinIO and webhook notifications, all in one run, once against
+// Temporal's in-memory test server (temporaltest) and once against the dev
+// server (`temporal server start-dev` with its SQLite file).
+//
+// For each server it first measures Temporal's own ceiling — SignalWithStart
+// of a no-op workflow at the ingesters' concurrency — then runs the
+// pipelines at a fixed offered load and reports throughput, signals, history
+// events per input event, session-close latency, memory and consumer lag.
+// The results go to a JSON file, plots next to it (bench/stream/plot.py) and
+// a Markdown table on stdout.
+//
+//	go run ./bench/stream                      # both servers, ~10 minutes
+//	go run ./bench/stream --servers temporaltest --duration 1m --warmup 20s
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed pipelines.yaml
+var pipelinesYAML []byte
+
+// Server names accepted by --servers.
+const (
+	serverTemporaltest = "temporaltest"
+	serverDev          = "devserver"
+)
+
+type options struct {
+	servers []string
+	bin     string
+	out     string
+	plot    bool
+	verbose bool
+
+	users        int
+	clickRate    float64
+	devices      int
+	chargingRate float64
+	seed         uint64
+
+	duration        time.Duration
+	warmup          time.Duration
+	ceilingDuration time.Duration
+	ceilingSignals  int
+
+	maxInFlight   int
+	flushInterval time.Duration
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
+		os.Exit(2)
+	}
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("stream", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: go run ./bench/stream [flags]
+
+Runs the streaming benchmark against each server of --servers in turn:
+Temporal's SignalWithStart ceiling with a no-op workflow, then generator ->
+Kafka (kfake, 4 partitions per topic) -> ingesters -> Temporal -> Parquet on
+MinIO + webhook, at a fixed offered load. Writes a JSON results file and PNG
+plots and prints a Markdown table. Everything but MinIO and the dev server
+runs in this process. Needs bin/minio and, for devserver, bin/temporal
+(make tools). The defaults take about 10 minutes and offer about 750
+events/s (2.7M events/hour): 8,000 users and 350 drones.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	servers := fs.String("servers", serverTemporaltest+","+serverDev, "Temporal servers to run against, in order: temporaltest (in memory, in process), devserver (bin/temporal start-dev, SQLite file)")
+	fs.StringVar(&o.bin, "bin", "", "folder with the minio and temporal binaries (default <repo>/bin)")
+	fs.StringVar(&o.out, "out", "", "results file (default <repo>/bench/results/stream-<date>.json); plots go next to it")
+	fs.BoolVar(&o.plot, "plot", true, "draw the plots with /usr/bin/python3 bench/stream/plot.py")
+	fs.BoolVar(&o.verbose, "v", false, "debug logs")
+	fs.IntVar(&o.users, "users", 8000, "clickstream users")
+	fs.Float64Var(&o.clickRate, "click-rate", 600, "clickstream pacing target of generate.Live (events/s); it offers about 9% more")
+	fs.IntVar(&o.devices, "devices", 350, "charging drones")
+	fs.Float64Var(&o.chargingRate, "charging-rate", 44, "charging pacing target of generate.Live (events/s); its drone model offers about 2.3x this with 350 drones")
+	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")
+	fs.DurationVar(&o.duration, "duration", 3*time.Minute, "how long the generator runs against each server")
+	fs.DurationVar(&o.warmup, "warmup", time.Minute, "the first part of --duration left out of rates and latencies (open sessions build up)")
+	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 30*time.Second, "how long the no-op SignalWithStart ceiling runs against each server (0 skips it)")
+	fs.IntVar(&o.ceilingSignals, "ceiling-signals", 5, "signals each no-op workflow run receives before it completes")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 32, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
+	fs.DurationVar(&o.flushInterval, "flush-interval", time.Second, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, s := range strings.Split(*servers, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case serverTemporaltest, serverDev:
+			o.servers = append(o.servers, s)
+		case "":
+		default:
+			return o, fmt.Errorf("--servers: unknown server %q (want %s or %s)", s, serverTemporaltest, serverDev)
+		}
+	}
+	return o, o.validate()
+}
+
+func (o options) validate() error {
+	switch {
+	case len(o.servers) == 0:
+		return errors.New("--servers: name at least one server")
+	case o.users < 0 || o.devices < 0 || o.users+o.devices == 0:
+		return errors.New("--users and --devices: want at least one actor and no negative count")
+	case (o.users > 0 && o.clickRate <= 0) || (o.devices > 0 && o.chargingRate <= 0):
+		return errors.New("--click-rate and --charging-rate must be positive for a stream with actors")
+	case o.duration <= 0 || o.warmup < 0 || o.warmup >= o.duration:
+		return fmt.Errorf("--warmup %v must be shorter than --duration %v", o.warmup, o.duration)
+	case o.ceilingDuration < 0 || o.ceilingSignals <= 0:
+		return errors.New("--ceiling-duration must not be negative and --ceiling-signals must be positive")
+	case o.maxInFlight <= 0 || o.flushInterval <= 0:
+		return errors.New("--max-in-flight and --flush-interval must be positive")
+	}
+	return nil
+}
+
+// run sets up what the servers share (MinIO, a scratch folder), runs each
+// server in a child process, and reports.
+func run(ctx context.Context, o options, logger *slog.Logger) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if o.bin == "" {
+		o.bin = filepath.Join(root, "bin")
+	}
+	if isChild() {
+		return runChild(ctx, o, logger)
+	}
+	started := time.Now()
+	if o.out == "" {
+		o.out = filepath.Join(root, "bench", "results", "stream-"+started.Format("2006-01-02")+".json")
+	}
+	pipelines, err := loadPipelines()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sessionflow-bench-stream-")
+	if err != nil {
+		return fmt.Errorf("scratch folder: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	s3, err := startMinio(ctx, filepath.Join(o.bin, "minio"), filepath.Join(dir, "minio"), logger)
+	if err != nil {
+		return err
+	}
+	defer s3.stop()
+
+	res := newResults(o, started, pipelines)
+	for _, name := range o.servers {
+		res.Servers = append(res.Servers, runServerProcess(ctx, name, s3.endpoint, dir, logger))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	res.finish(time.Now())
+	if err := res.write(o.out); err != nil {
+		return err
+	}
+	logger.Info("results written", "file", o.out, "took", time.Since(started).Round(time.Second))
+	if o.plot {
+		plot(ctx, root, o.out, logger)
+	}
+	fmt.Print(res.markdown())
+	return nil
+}
+
+// repoRoot walks up from the working directory to the folder with go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the repository")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionflow/sessionflow/session"
+)
+
+// PipelineResult is what one server did with the offered load. Rates are
+// over the window: from the end of the warmup to when the generator
+// stopped.
+type PipelineResult struct {
+	WindowS        float64            `json:"window_s"`
+	Produced       int64              `json:"produced"`
+	OfferedPerSec  float64            `json:"offered_per_s"`
+	OfferedByTopic map[string]float64 `json:"offered_by_topic_per_s"`
+	// Accepted counts the events Temporal accepted in signals; Events
+	// those the SessionWorkflows took in. They differ when the worker falls
+	// behind: Events/s is the sustained rate, end to end.
+	Accepted        int64   `json:"accepted"`
+	AcceptedPerSec  float64 `json:"accepted_per_s"`
+	Events          int64   `json:"events"`
+	EventsPerSec    float64 `json:"events_per_s"`
+	EventsPerHour   float64 `json:"events_per_hour"`
+	Signals         int64   `json:"signals"` // accepted
+	SignalsPerSec   float64 `json:"signals_per_s"`
+	EventsPerSignal float64 `json:"events_per_signal"`
+	// CeilingShare is SignalsPerSec over the no-op workflow's
+	// SignalWithStart rate on the same server.
+	CeilingShare float64 `json:"ceiling_share,omitempty"`
+
+	// Whole run, warmup included.
+	TotalProduced int64          `json:"total_produced"`
+	TotalConsumed int64          `json:"total_consumed"`
+	TotalEvents   int64          `json:"total_events"` // accepted
+	TotalSignals  int64          `json:"total_signals"`
+	SignalErrors  int64          `json:"signal_errors"`
+	DeadLetters   int64          `json:"dead_letters"`
+	LateEvents    int64          `json:"late_events"`
+	ParquetRows   map[string]int `json:"parquet_rows"`
+	RowsTimed     int            `json:"rows_timed"` // rows whose write the benchmark saw
+
+	History         HistoryResult `json:"history"`
+	HistoryPerEvent float64       `json:"history_events_per_input_event"`
+	HistoryError    string        `json:"history_error,omitempty"` // the history could not be counted
+
+	Latency map[string]LatencyStats `json:"latency"` // per pipeline and "all"
+	// ClockQuery is how long a query of a pipeline's ClockWorkflow took,
+	// sampled every 2 s: sessions read the watermark that way, so a slow
+	// answer delays every close. Failed ones count at the time they took
+	// to fail (the server gives up after about 5 s).
+	ClockQuery       Dist `json:"clock_query"`
+	ClockQueryFailed int  `json:"clock_query_failed"`
+
+	PeakOpen      int64 `json:"peak_open_sessions"`
+	RSSAtPeakOpen int64 `json:"rss_at_peak_open_bytes"`
+	RSSAt10kOpen  int64 `json:"rss_at_10k_open_bytes,omitempty"` // first sample with ≥ 10,000 open
+	MaxRSS        int64 `json:"max_rss_bytes"`
+	MaxServerRSS  int64 `json:"max_server_rss_bytes,omitempty"`
+
+	LagAtStop map[string]int64 `json:"lag_at_stop"` // when the generator stopped
+	MaxLag    int64            `json:"max_lag"`     // all pipelines together
+	// The worker's backlog: signals Temporal accepted that the
+	// SessionWorkflows had not taken in yet.
+	BacklogAtStop int64 `json:"worker_backlog_at_stop"`
+	MaxBacklog    int64 `json:"max_worker_backlog"`
+	// KeptUp: when the generator stopped, the consumer lag was under 5 s of
+	// input and the worker backlog under 5 s of signals.
+	KeptUp bool `json:"kept_up"`
+}
+
+// Dist is a latency distribution in seconds.
+type Dist struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50_s"`
+	P99 float64 `json:"p99_s"`
+	Max float64 `json:"max_s"`
+	// Negative counts samples below zero: sessions whose deadline the
+	// benchmark got wrong. It should be 0.
+	Negative int `json:"negative"`
+}
+
+// LatencyStats are the close latencies of the sessions whose deadline the
+// watermark passed within the window.
+type LatencyStats struct {
+	Sessions  int  `json:"sessions"`
+	ToClose   Dist `json:"to_close"`   // → the workflow closed it (closed_at_ms)
+	ToParquet Dist `json:"to_parquet"` // → its Parquet row was written
+	ToWebhook Dist `json:"to_webhook"` // → its notification arrived
+	// Sessions seen on one path but not the other by the end.
+	NotDurable  int `json:"not_durable"`
+	NotNotified int `json:"not_notified"`
+	// Closed sessions that could not be timed: the deadline is unknown (a
+	// charging break the generator index lacks) or the clock's readings
+	// never show the watermark above it.
+	NoDeadline int `json:"no_deadline"`
+	NotPassed  int `json:"not_passed"`
+}
+
+type summaryInput struct {
+	o         options
+	pipelines []pipeline
+	samples   []Sample
+	start     time.Time
+	stoppedAt time.Time
+	closes    []closed
+	clock     *clockTimeline
+	breaks    *breakIndex
+	history   HistoryResult
+	rows      map[string]int
+	reg       *prometheus.Registry
+}
+
+// openTarget is the open-session count the memory target is stated at.
+const openTarget = 10_000
+
+func summarize(in summaryInput) *PipelineResult {
+	res := &PipelineResult{ParquetRows: in.rows, History: in.history,
+		DeadLetters: counterSum(in.reg, "sessionflow_ingest_invalid_total"),
+		LateEvents:  counterSum(in.reg, "sessionflow_ingest_late_total"),
+	}
+	stop := in.stoppedAt.Sub(in.start).Seconds()
+	if s0, s1, ok := window(in.samples, in.o.warmup.Seconds(), stop); ok {
+		dt := s1.T - s0.T
+		res.WindowS = dt
+		res.Produced, res.Accepted, res.Signals = s1.Produced-s0.Produced, s1.Events-s0.Events, s1.Signals-s0.Signals
+		res.Events = s1.HandledEvents - s0.HandledEvents
+		res.OfferedPerSec = float64(res.Produced) / dt
+		res.AcceptedPerSec = float64(res.Accepted) / dt
+		res.OfferedByTopic = map[string]float64{}
+		for t, n := range s1.ProducedBy {
+			res.OfferedByTopic[t] = float64(n-s0.ProducedBy[t]) / dt
+		}
+		res.EventsPerSec = float64(res.Events) / dt
+		res.EventsPerHour = res.EventsPerSec * 3600
+		res.SignalsPerSec = float64(res.Signals) / dt
+		if res.Signals > 0 {
+			res.EventsPerSignal = float64(res.Accepted) / float64(res.Signals)
+		}
+		res.LagAtStop = s1.Lag
+		res.BacklogAtStop = s1.Signals - s1.Handled
+		// Kept up: neither Kafka nor the worker had more than 5 s of work
+		// queued when the input stopped.
+		res.KeptUp = float64(sum(s1.Lag)) <= 5*res.OfferedPerSec && float64(res.BacklogAtStop) <= 5*res.SignalsPerSec
+	}
+	if n := len(in.samples); n > 0 {
+		last := in.samples[n-1]
+		res.TotalProduced, res.TotalConsumed = last.Produced, last.Consumed
+		res.TotalEvents, res.TotalSignals, res.SignalErrors = last.Events, last.Signals, last.SignalErrors
+	}
+	if res.TotalEvents > 0 {
+		res.HistoryPerEvent = float64(in.history.Total) / float64(res.TotalEvents)
+	}
+	res.memory(in.samples)
+	for _, s := range in.samples {
+		res.MaxLag = max(res.MaxLag, sum(s.Lag))
+		res.MaxBacklog = max(res.MaxBacklog, s.Signals-s.Handled)
+	}
+	for _, c := range in.closes {
+		if !c.durable.IsZero() {
+			res.RowsTimed++
+		}
+	}
+	res.Latency = latencies(in)
+	return res
+}
+
+// window returns the first sample at or after from and the last one at or
+// before to.
+func window(samples []Sample, from, to float64) (Sample, Sample, bool) {
+	i := slices.IndexFunc(samples, func(s Sample) bool { return s.T >= from })
+	j := -1
+	for k, s := range samples {
+		if s.T <= to {
+			j = k
+		}
+	}
+	if i < 0 || j <= i {
+		return Sample{}, Sample{}, false
+	}
+	return samples[i], samples[j], true
+}
+
+func (res *PipelineResult) memory(samples []Sample) {
+	for _, s := range samples {
+		if s.OpenSessions > res.PeakOpen {
+			res.PeakOpen, res.RSSAtPeakOpen = s.OpenSessions, s.RSS
+		}
+		if s.OpenSessions >= openTarget && res.RSSAt10kOpen == 0 {
+			res.RSSAt10kOpen = s.RSS
+		}
+		res.MaxRSS = max(res.MaxRSS, s.RSS)
+		res.MaxServerRSS = max(res.MaxServerRSS, s.ServerRSS)
+	}
+}
+
+// latencies times every closed session whose deadline the watermark passed
+// within the window, per pipeline and for all together.
+func latencies(in summaryInput) map[string]LatencyStats {
+	rules := map[string]session.Rules{}
+	for _, p := range in.pipelines {
+		rules[p.wf.Name] = p.wf.Rules
+	}
+	from := in.start.Add(in.o.warmup).UnixMilli()
+	to := in.stoppedAt.UnixMilli()
+	type samples struct {
+		st                 LatencyStats
+		close, pq, webhook []float64
+	}
+	acc := map[string]*samples{}
+	get := func(name string) *samples {
+		if acc[name] == nil {
+			acc[name] = &samples{}
+		}
+		return acc[name]
+	}
+	for _, c := range in.closes {
+		r, ok := rules[c.rec.Pipeline]
+		if !ok || c.rec.ClosedAtMs < from {
+			continue
+		}
+		groups := []*samples{get(c.rec.Pipeline), get("all")}
+		d, ok := deadline(c.rec, r, in.breaks.after)
+		if !ok {
+			each(groups, func(s *samples) { s.st.NoDeadline++ })
+			continue
+		}
+		at, ok := in.clock.passed(c.rec.Pipeline, d)
+		if !ok {
+			each(groups, func(s *samples) { s.st.NotPassed++ })
+			continue
+		}
+		if at < from || at > to {
+			continue
+		}
+		each(groups, func(s *samples) {
+			s.st.Sessions++
+			s.close = append(s.close, seconds(c.rec.ClosedAtMs-at))
+			if c.durable.IsZero() {
+				s.st.NotDurable++
+			} else {
+				s.pq = append(s.pq, seconds(c.durable.UnixMilli()-at))
+			}
+			if c.notified.IsZero() {
+				s.st.NotNotified++
+			} else {
+				s.webhook = append(s.webhook, seconds(c.notified.UnixMilli()-at))
+			}
+		})
+	}
+	out := map[string]LatencyStats{}
+	for name, s := range acc {
+		s.st.ToClose, s.st.ToParquet, s.st.ToWebhook = dist(s.close), dist(s.pq), dist(s.webhook)
+		out[name] = s.st
+	}
+	return out
+}
+
+func each[T any](xs []T, f func(T)) {
+	for _, x := range xs {
+		f(x)
+	}
+}
+
+func seconds(ms int64) float64 { return float64(ms) / 1000 }
+
+func dist(xs []float64) Dist {
+	if len(xs) == 0 {
+		return Dist{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	d := Dist{N: len(s), P50: percentile(s, 50), P99: percentile(s, 99), Max: s[len(s)-1]}
+	for _, x := range s {
+		if x < 0 {
+			d.Negative++
+		}
+	}
+	return d
+}
+
+// percentile is the nearest-rank percentile of sorted values: the smallest
+// value with at least p% of the values at or below it. It is 0 for none.
+func percentile(sorted []float64, p float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(n)))
+	return sorted[min(max(rank, 1), n)-1]
+}
+
+func sum(m map[string]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+func round(f float64) float64 { return math.Round(f*10) / 10 }
+
+func roundMap(m map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		out[k] = round(v)
+	}
+	return out
+}

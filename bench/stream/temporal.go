@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/temporal"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/sessionflow/sessionflow/workflows"
+)
+
+// temporalServer is a running Temporal server with a client on a namespace
+// that has the session search attributes.
+type temporalServer interface {
+	client() client.Client
+	namespace() string
+	// pid is the server's process when it runs apart from the benchmark,
+	// else 0.
+	pid() int
+	stop()
+}
+
+func startTemporal(ctx context.Context, name, bin, dir string, logger *slog.Logger) (temporalServer, error) {
+	sdkLogger := log.NewStructuredLogger(logger.With("component", "temporal-sdk"))
+	var (
+		s   temporalServer
+		err error
+	)
+	switch name {
+	case serverTemporaltest:
+		s, err = startTemporaltest(sdkLogger)
+	case serverDev:
+		s, err = startDevServer(ctx, filepath.Join(bin, "temporal"), dir, sdkLogger)
+	default:
+		err = fmt.Errorf("unknown server %q", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := workflows.RegisterSearchAttributes(ctx, s.client(), s.namespace()); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// warnOnly keeps the per-workflow and per-rebalance info logs of the SDK and
+// the ingesters ("session closed", …) out of the benchmark's output.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
+
+// quiet is logger at warning level, unless the benchmark runs with -v.
+func quiet(logger *slog.Logger, verbose bool) *slog.Logger {
+	if verbose {
+		return logger
+	}
+	return slog.New(warnOnly{logger.Handler()})
+}
+
+// inMemory is temporaltest's server, in this process.
+type inMemory struct {
+	ts *temporaltest.TestServer
+	c  client.Client
+}
+
+// devServerConfig is the dynamic config `temporal server start-dev` runs
+// with (temporalcli's defaultDynamicConfigValues, CLI v1.5.1). temporaltest
+// turns the search-attribute cache off too but keeps the default
+// persistence limits (frontend 2,000 QPS), which every SignalWithStart
+// carrying search attributes then spends reads of: it answers "System
+// Persistence Max QPS Reached" under load. Both servers run with this
+// config so that they differ only in their storage.
+var devServerConfig = dynamicconfig.StaticClient{
+	dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+	dynamicconfig.FrontendPersistenceMaxQPS.Key():               10000,
+	dynamicconfig.HistoryPersistenceMaxQPS.Key():                45000,
+}
+
+// startTemporaltest runs temporaltest without a testing.T: it then panics
+// instead of failing a test, so the panic is turned back into an error. A
+// client logger is required, or it would log through the missing T.
+func startTemporaltest(logger log.Logger) (s *inMemory, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("temporaltest: %v", r)
+		}
+	}()
+	ts := temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: logger}),
+		temporaltest.WithBaseServerOptions(temporal.WithDynamicConfigClient(devServerConfig)))
+	return &inMemory{ts: ts, c: ts.GetDefaultClient()}, nil
+}
+
+func (s *inMemory) client() client.Client { return s.c }
+func (s *inMemory) namespace() string     { return s.ts.GetDefaultNamespace() }
+func (s *inMemory) pid() int              { return 0 }
+
+// stop shuts the server down. Without a testing.T, temporaltest reports a
+// failed shutdown through a nil T, which panics; the server is gone either
+// way.
+func (s *inMemory) stop() {
+	defer func() { _ = recover() }()
+	s.ts.Stop()
+}
+
+// devServer is `temporal server start-dev` with its SQLite file, on random
+// loopback ports.
+type devServer struct {
+	proc *process
+	c    client.Client
+}
+
+func startDevServer(ctx context.Context, bin, dir string, logger log.Logger) (*devServer, error) {
+	var addrs [3]string // frontend, HTTP API, metrics
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+	p, err := spawn("temporal dev server", filepath.Join(dir, "temporal.log"), nil, bin,
+		"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addrs[0]),
+		"--http-port", port(addrs[1]), "--metrics-port", port(addrs[2]),
+		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	var c client.Client
+	err = retry(ctx, 90*time.Second, "temporal dev server at "+addrs[0], p, func() error {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cl, err := client.DialContext(dctx, client.Options{HostPort: addrs[0], Namespace: "default", Logger: logger})
+		if err != nil {
+			return err
+		}
+		if _, err := cl.CheckHealth(dctx, &client.CheckHealthRequest{}); err != nil {
+			cl.Close()
+			return err
+		}
+		c = cl
+		return nil
+	})
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return &devServer{proc: p, c: c}, nil
+}
+
+func (s *devServer) client() client.Client { return s.c }
+func (s *devServer) namespace() string     { return "default" }
+func (s *devServer) pid() int              { return s.proc.cmd.Process.Pid }
+
+func (s *devServer) stop() {
+	s.c.Close()
+	s.proc.stop()
+}
