@@ -70,6 +70,14 @@ func (d *Decoder) Decode(line []byte) (key []byte, e Event, err error) {
 	if perr != nil {
 		return nil, e, fmt.Errorf("%w: %v", ErrNotJSON, perr)
 	}
+	// The parser keeps an unknown escape such as \q as text; RFC 8259 does
+	// not, and such a line must be rejected, not half-read. Only lines with a
+	// backslash pay for the check.
+	if bytes.IndexByte(line, '\\') >= 0 {
+		if verr := fastjson.ValidateBytes(line); verr != nil {
+			return nil, e, fmt.Errorf("%w: %v", ErrNotJSON, verr)
+		}
+	}
 	if v.Type() != fastjson.TypeObject {
 		return nil, e, fmt.Errorf("%w: got %s", ErrNotJSON, v.Type())
 	}

@@ -49,6 +49,8 @@ func TestDecode(t *testing.T) {
 		{name: "truncated", rules: click, line: `{"user":{"id":"u1"},"event_timestamp":1`, wantErr: ErrNotJSON},
 		{name: "trailing garbage", rules: click, line: `{"user":{"id":"u1"},"event_timestamp":1} x`, wantErr: ErrNotJSON},
 		{name: "array", rules: click, line: `[1,2]`, wantErr: ErrNotJSON},
+		{name: "unknown escape", rules: click, line: `{"user":{"id":"u1"},"event_timestamp":1,"page_name":"h\qme"}`, wantErr: ErrNotJSON},
+		{name: "hex escape in the key", rules: click, line: `{"user":{"id":"u\x41"},"event_timestamp":1}`, wantErr: ErrNotJSON},
 		{name: "missing key", rules: click, line: `{"event_timestamp":1}`, wantErr: ErrMissingKey},
 		{name: "empty key", rules: click, line: `{"user":{"id":""},"event_timestamp":1}`, wantErr: ErrMissingKey},
 		{name: "numeric key", rules: click, line: `{"user":{"id":7},"event_timestamp":1}`, wantErr: ErrMissingKey},
