@@ -70,9 +70,11 @@ $(BENCH_FILE): | build
 ## file (BATCH_EVENTS, default 10M); installs DuckDB from npm and pandas from
 ## Debian when missing.
 BATCH_EVENTS ?= 10000000
+# npm install, not npm ci: npm 11 rejects its own lock file here, which leaves
+# out the other platforms' optional DuckDB bindings. package.json pins the version.
 bench-batch: build
 	@/usr/bin/python3 -c 'import pandas' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-pandas)
-	cd bench/batch && npm ci --no-audit --no-fund --silent
+	cd bench/batch && npm install --no-audit --no-fund --no-save --silent
 	bench/batch/run.sh $(BATCH_EVENTS)
 
 bench-sessionize: build $(BENCH_FILE)
@@ -91,7 +93,7 @@ dev: build tools
 ## sessions of both pipelines in Parquet, the UI and `starter sessions list`.
 smoke: build tools
 	@command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
-	@test -d bench/batch/node_modules/@duckdb/node-api || (cd bench/batch && npm ci --no-audit --no-fund --silent)
+	@test -d bench/batch/node_modules/@duckdb/node-api || (cd bench/batch && npm install --no-audit --no-fund --no-save --silent)
 	rm -rf $(DEVDIR)/smoke
 	$(BIN)/devstack --dir $(DEVDIR)/smoke --bin $(BIN) --smoke --rate 200 --kcat kcat --duckdb-check deploy/devstack/readme_duckdb.mjs
 
