@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
@@ -70,8 +69,8 @@ type CeilingResult struct {
 // ceilingPayload is about one signalled event with its batch envelope.
 var ceilingPayload = make([]byte, 200)
 
-func runCeiling(ctx context.Context, c client.Client, p *probe, concurrency, perRun int, d time.Duration) (CeilingResult, error) {
-	w := worker.New(c, noopTaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{p}})
+func runCeiling(ctx context.Context, c client.Client, p *probe, opts worker.Options, concurrency, perRun int, d time.Duration) (CeilingResult, error) {
+	w := worker.New(c, noopTaskQueue, opts)
 	w.RegisterWorkflowWithOptions(noopWorkflow, workflow.RegisterOptions{Name: noopWorkflowName})
 	if err := w.Start(); err != nil {
 		return CeilingResult{}, fmt.Errorf("start the no-op worker: %w", err)
@@ -89,27 +88,29 @@ func runCeiling(ctx context.Context, c client.Client, p *probe, concurrency, per
 	return res, nil
 }
 
-// signalLoad keeps concurrency SignalWithStart calls going for d.
+// signalLoad keeps concurrency SignalWithStart calls going for d. Calls
+// under way at the end finish and count: a call must not get a shorter RPC
+// timeout for starting late in the window (the SDK derives it from the
+// context's deadline).
 func signalLoad(ctx context.Context, c client.Client, concurrency, perRun int, d time.Duration) (CeilingResult, error) {
 	res := CeilingResult{Concurrency: concurrency, SignalsPerRun: perRun, PayloadBytes: len(ceilingPayload)}
-	lctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	var next, ok, failed, busyNs atomic.Int64
 	var lastErr atomic.Value // string: an atomic.Value keeps one concrete type
 	start := time.Now()
+	end := start.Add(d)
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
-			for lctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(end) {
 				id := "bench-noop/" + strconv.FormatInt(next.Add(1)%noopKeys, 10)
 				t0 := time.Now()
-				_, err := c.SignalWithStartWorkflow(lctx, id, noopSignal, ceilingPayload,
+				_, err := c.SignalWithStartWorkflow(ctx, id, noopSignal, ceilingPayload,
 					client.StartWorkflowOptions{ID: id, TaskQueue: noopTaskQueue}, noopWorkflowName, perRun)
 				switch {
 				case err == nil:
 					ok.Add(1)
 					busyNs.Add(int64(time.Since(t0)))
-				case lctx.Err() == nil:
+				case ctx.Err() == nil:
 					failed.Add(1)
 					lastErr.Store(err.Error())
 				}

@@ -60,6 +60,7 @@ type options struct {
 
 	maxInFlight   int
 	flushInterval time.Duration
+	wftPollers    int
 }
 
 func main() {
@@ -120,6 +121,7 @@ Flags:
 	fs.IntVar(&o.ceilingSignals, "ceiling-signals", 5, "signals each no-op workflow run receives before it completes")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 32, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
 	fs.DurationVar(&o.flushInterval, "flush-interval", time.Second, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
+	fs.IntVar(&o.wftPollers, "wft-pollers", 0, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers (0: the SDK default of 2, as the worker binary runs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -152,6 +154,8 @@ func (o options) validate() error {
 		return errors.New("--ceiling-duration must not be negative and --ceiling-signals must be positive")
 	case o.maxInFlight <= 0 || o.flushInterval <= 0:
 		return errors.New("--max-in-flight and --flush-interval must be positive")
+	case o.wftPollers < 0 || o.wftPollers == 1:
+		return errors.New("--wft-pollers: want 0 (the SDK default) or at least 2 (the SDK refuses 1)")
 	}
 	return nil
 }

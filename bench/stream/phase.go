@@ -65,11 +65,12 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 		return res, err
 	}
 	pr := &probe{closes: newCloseLog(), clock: newClockTimeline(b.pipelines)}
+	wopts := worker.Options{Interceptors: []interceptor.WorkerInterceptor{pr}, MaxConcurrentWorkflowTaskPollers: b.o.wftPollers}
 	c := srv.client()
 	if b.o.ceilingDuration > 0 {
 		concurrency := b.o.maxInFlight * len(b.pipelines)
 		b.logger.Info("ceiling: SignalWithStart of a no-op workflow", "concurrency", concurrency, "for", b.o.ceilingDuration)
-		cr, err := runCeiling(ctx, c, pr, concurrency, b.o.ceilingSignals, b.o.ceilingDuration)
+		cr, err := runCeiling(ctx, c, pr, wopts, concurrency, b.o.ceilingSignals, b.o.ceilingDuration)
 		res.Ceiling = &cr
 		if err != nil {
 			return res, fmt.Errorf("ceiling: %w", err)
@@ -82,7 +83,7 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 	defer hook.Close()
 	acts := &activities.Activities{S3: b.s3.client, Bucket: bucket,
 		Webhook: &activities.Webhook{URL: hook.URL + "/hook", Client: &http.Client{Timeout: 30 * time.Second}}}
-	w := worker.New(c, workflows.TaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{pr}})
+	w := worker.New(c, workflows.TaskQueue, wopts)
 	workflows.Register(w, acts, c)
 	if err := w.Start(); err != nil {
 		return res, fmt.Errorf("start worker: %w", err)
