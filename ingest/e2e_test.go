@@ -47,8 +47,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := workflows.RegisterSearchAttributes(ctx, c, ts.GetDefaultNamespace()); err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(c, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{S3: s3.Client, Bucket: s3.Bucket}, c)
+	w := workflows.NewWorkers(c, workflows.TaskQueue, worker.Options{}, &activities.Activities{S3: s3.Client, Bucket: s3.Bucket})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -68,12 +68,12 @@ func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b work
 }
 
 // PublishMarks is SignalWithStart of workflows.ClockWorkflow on
-// "clock/<pipeline>".
+// "clock/<pipeline>", on the clocks' own task queue.
 func (t *TemporalSignaller) PublishMarks(ctx context.Context, u workflows.WatermarkUpdate) error {
 	id := workflows.ClockWorkflowID(t.Pipeline.Name)
 	_, err := t.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalWatermark, u, client.StartWorkflowOptions{
 		ID:            id,
-		TaskQueue:     t.taskQueue(),
+		TaskQueue:     workflows.ClockTaskQueue(t.taskQueue()),
 		StaticSummary: "event-time clock of pipeline " + t.Pipeline.Name,
 	}, workflows.ClockWorkflow, workflows.ClockInput{Pipeline: t.Pipeline.Name, Lateness: t.Pipeline.Rules.Lateness})
 	if err != nil {

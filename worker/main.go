@@ -112,7 +112,7 @@ secret from --s3-secret-key-file. Secrets are never logged.`,
 	f.StringVar(&o.role, "role", envOr("SESSIONFLOW_ROLE", roleAll), "what to run: all, ingest (Kafka to Temporal) or process (the Temporal worker) (env SESSIONFLOW_ROLE)")
 	f.StringVar(&o.pipelines, "pipelines", os.Getenv("SESSIONFLOW_PIPELINES"), "the pipelines file (YAML); required to ingest (env SESSIONFLOW_PIPELINES)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", envOr("SESSIONFLOW_METRICS_ADDR", ":9090"), "serve /metrics, /healthz and /readyz here; empty to disable (env SESSIONFLOW_METRICS_ADDR)")
-	f.StringVar(&o.taskQueue, "task-queue", workflows.TaskQueue, "Temporal task queue")
+	f.StringVar(&o.taskQueue, "task-queue", workflows.TaskQueue, "Temporal task queue of sessions, sinks and activities; the pipelines' clocks use <task-queue>-clock")
 	f.StringVar(&o.s3Endpoint, "s3-endpoint", envOr("S3_ENDPOINT", "127.0.0.1:9000"), "S3-compatible endpoint host:port (env S3_ENDPOINT)")
 	f.StringVar(&o.s3Bucket, "s3-bucket", envOr("S3_BUCKET", "sessionflow"), "bucket for Parquet output (env S3_BUCKET)")
 	f.BoolVar(&o.s3Secure, "s3-tls", os.Getenv("S3_TLS") == "true", "use TLS to reach S3 (env S3_TLS=true)")
@@ -232,15 +232,15 @@ func run(ctx context.Context, o options) error {
 	}
 
 	if o.role != roleIngest {
-		w := worker.New(c, o.taskQueue, worker.Options{})
-		workflows.Register(w, acts, c)
-		logger.Info("worker starting", "task_queue", o.taskQueue, "s3", o.s3Endpoint, "bucket", o.s3Bucket)
-		if err := w.Start(); err != nil {
+		ws := workflows.NewWorkers(c, o.taskQueue, worker.Options{}, acts)
+		logger.Info("worker starting", "task_queue", o.taskQueue, "clock_task_queue", workflows.ClockTaskQueue(o.taskQueue),
+			"s3", o.s3Endpoint, "bucket", o.s3Bucket)
+		if err := ws.Start(); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 		defer func() {
 			logger.Info("worker stopping: finishing in-flight tasks")
-			w.Stop()
+			ws.Stop()
 		}()
 	}
 	var ingesters []*ingest.Ingester

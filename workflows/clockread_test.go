@@ -72,9 +72,8 @@ func TestIntegrationBatchDuringClockRead(t *testing.T) {
 		}
 		return latest.ClockState(ctx, req)
 	}
-	w := worker.New(c, workflows.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{S3: s3.Client, Bucket: s3.Bucket}, c)
-	w.RegisterActivityWithOptions(clockRead, activity.RegisterOptions{Name: "ClockState", DisableAlreadyRegisteredCheck: true})
+	w := workflows.NewWorkers(c, workflows.TaskQueue, worker.Options{}, &activities.Activities{S3: s3.Client, Bucket: s3.Bucket})
+	w.Main.RegisterActivityWithOptions(clockRead, activity.RegisterOptions{Name: "ClockState", DisableAlreadyRegisteredCheck: true})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -162,7 +162,7 @@ func (s *stream) signal(ctx context.Context, c client.Client, key string, b work
 func (s *stream) clock(ctx context.Context, t *testing.T, c client.Client, u workflows.WatermarkUpdate) {
 	id := workflows.ClockWorkflowID(s.pipeline.Name)
 	_, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalWatermark, u, client.StartWorkflowOptions{
-		ID: id, TaskQueue: workflows.TaskQueue,
+		ID: id, TaskQueue: workflows.ClockTaskQueue(workflows.TaskQueue),
 	}, workflows.ClockWorkflow, workflows.ClockInput{Pipeline: s.pipeline.Name, Lateness: s.pipeline.Rules.Lateness})
 	if err != nil {
 		t.Fatal(err)
@@ -216,9 +216,8 @@ func runIntegration(t *testing.T, restart bool) {
 		t.Fatal(err)
 	}
 	acts := &activities.Activities{S3: s3.Client, Bucket: s3.Bucket, Webhook: &activities.Webhook{URL: hookSrv.URL}}
-	start := func() worker.Worker {
-		w := worker.New(c, workflows.TaskQueue, worker.Options{})
-		workflows.Register(w, acts, c)
+	start := func() workflows.Workers {
+		w := workflows.NewWorkers(c, workflows.TaskQueue, worker.Options{}, acts)
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}

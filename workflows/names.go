@@ -28,6 +28,12 @@ const (
 	QuerySink = "sink"
 )
 
+// ClockTaskQueue is the task queue of the pipelines' ClockWorkflows beside
+// the sessions' queue tq. Every ingester and every waking session queries the
+// clock; on the sessions' queue those queries, and the watermark updates,
+// would wait behind a backlog of session tasks, and then no session closes.
+func ClockTaskQueue(tq string) string { return tq + "-clock" }
+
 // SessionWorkflowID is "session/<pipeline>/<key>": one id per key, one run
 // per session.
 func SessionWorkflowID(pipeline, key string) string { return "session/" + pipeline + "/" + key }

@@ -83,8 +83,7 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 	defer hook.Close()
 	acts := &activities.Activities{S3: b.s3.client, Bucket: bucket,
 		Webhook: &activities.Webhook{URL: hook.URL + "/hook", Client: &http.Client{Timeout: 30 * time.Second}}}
-	w := worker.New(c, workflows.TaskQueue, wopts)
-	workflows.Register(w, acts, c)
+	w := workflows.NewWorkers(c, workflows.TaskQueue, wopts, acts)
 	if err := w.Start(); err != nil {
 		return res, fmt.Errorf("start worker: %w", err)
 	}
