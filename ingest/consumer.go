@@ -225,7 +225,8 @@ func (c *claimRun) flushAll() {
 // the clock's W as last read, never above the batch's earliest event.
 func (c *claimRun) signal(kb *keyBuffer) {
 	c.i.met.batchSize.Observe(float64(len(kb.events)))
-	b := workflows.EventBatch{Events: kb.events, Watermark: c.i.wm.batchWatermark(kb.first)}
+	b := workflows.EventBatch{Events: kb.events}
+	b.Watermark, b.Rate = c.i.wm.batchWatermark(kb.first)
 	r := opResult{kind: opSignal, offsets: kb.offsets, last: kb.last, bytes: int64(kb.bytes)}
 	c.inflight++
 	ctx := c.opCtx

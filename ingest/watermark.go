@@ -101,7 +101,8 @@ type watermark struct {
 	topic     string
 	lateness  int64
 	idleAfter time.Duration
-	r         int64 // the clock's W as last read
+	r         int64   // the clock's W as last read
+	rate      float64 // the clock's pace as last read, for the batches
 	parts     map[int32]*partition
 	since     time.Time // when the session's partitions were assigned
 }
@@ -223,11 +224,12 @@ func (w *watermark) committed(cp commitPoint) (msgs int64) {
 }
 
 // batchWatermark is the watermark a batch whose earliest event is at first
-// carries: the clock's W as last read, never above first.
-func (w *watermark) batchWatermark(first int64) int64 {
+// carries: the clock's W as last read, never above first; and the clock's
+// pace as last read.
+func (w *watermark) batchWatermark(first int64) (int64, float64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return min(w.r, first)
+	return min(w.r, first), w.rate
 }
 
 // read merges a clock reading: R, and the marks of our partitions.
@@ -239,6 +241,9 @@ func (w *watermark) read(st workflows.ClockState) {
 
 func (w *watermark) readLocked(st workflows.ClockState) {
 	w.r = max(w.r, st.Watermark)
+	if st.Rate > 0 {
+		w.rate = st.Rate
+	}
 	for _, pt := range w.parts {
 		if m, ok := findMark(st, pt.name); ok {
 			pt.clockMark = max(pt.clockMark, m.MaxTime)

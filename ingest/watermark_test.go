@@ -174,11 +174,26 @@ func TestPlanWake(t *testing.T) {
 
 func TestBatchWatermarkNeverAboveItsEvents(t *testing.T) {
 	w := liveWatermark(t, 1000, 2000)
-	if got := w.batchWatermark(900); got != 900 {
+	if got, _ := w.batchWatermark(900); got != 900 {
 		t.Errorf("batchWatermark(900) with R=1000 = %d, want 900", got)
 	}
-	if got := w.batchWatermark(1500); got != 1000 {
+	if got, _ := w.batchWatermark(1500); got != 1000 {
 		t.Errorf("batchWatermark(1500) with R=1000 = %d, want 1000", got)
+	}
+}
+
+// TestBatchCarriesTheClocksPace: batches carry the pace of the clock's last
+// reading, so that a new session can time its first look at the clock; a
+// reading without a pace keeps the one before.
+func TestBatchCarriesTheClocksPace(t *testing.T) {
+	w := liveWatermark(t, 1000, 2000)
+	if _, rate := w.batchWatermark(1500); rate != 0 {
+		t.Errorf("pace before any reading with one = %v, want 0 (unknown)", rate)
+	}
+	w.read(workflows.ClockState{Watermark: 1100, Rate: 1.5})
+	w.read(workflows.ClockState{Watermark: 1200})
+	if wm, rate := w.batchWatermark(1500); wm != 1200 || rate != 1.5 {
+		t.Errorf("batchWatermark(1500) = %d, %v; want 1200, 1.5", wm, rate)
 	}
 }
 

@@ -22,9 +22,11 @@ type sessionAttrs struct {
 	count             int64
 }
 
-// show publishes the session's state to the Temporal UI: typed search
-// attributes (only when they change, each upsert costs a history event) and
-// the current details shown on the workflow's page.
+// show publishes the session's state to the Temporal UI: the current
+// details shown on the workflow's page, live, and typed search attributes.
+// An upsert costs a history event, so the attributes follow the session's
+// state at once (waiting, open, a new session, closed) but its event count
+// and last event time only when the timer wakes the run: not once per batch.
 func (r *sessionRun) show() {
 	a := sessionAttrs{state: StateWaiting}
 	rec, deadline, why, open := r.tr.Open()
@@ -40,7 +42,7 @@ func (r *sessionRun) show() {
 		workflow.SetCurrentDetails(r.ctx, details)
 		r.details = details
 	}
-	if !r.p.Visibility || a == r.attrs {
+	if !r.p.Visibility || a == r.attrs || (!r.woke && a.sameState(r.attrs)) {
 		return
 	}
 	updates := []temporal.SearchAttributeUpdate{
@@ -63,6 +65,12 @@ func (r *sessionRun) show() {
 		return
 	}
 	r.attrs = a
+}
+
+// sameState reports whether a and b differ at most in the running figures.
+func (a sessionAttrs) sameState(b sessionAttrs) bool {
+	a.count, a.last = b.count, b.last
+	return a == b
 }
 
 func (r *sessionRun) describe(a sessionAttrs, deadline int64, why session.Reason) string {

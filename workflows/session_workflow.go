@@ -68,6 +68,7 @@ type sessionRun struct {
 	closed  bool
 
 	timer   workflow.Future
+	woke    bool          // this step follows the timer
 	wait    time.Duration // last timer's length, for back-off while W stands still
 	attrs   sessionAttrs  // last upserted search attributes
 	details string
@@ -117,11 +118,13 @@ func (r *sessionRun) run() (session.Record, error) {
 			if fired {
 				r.refreshClock()
 			}
+			r.woke = fired
 		}
 		ready = false
 		if err := r.step(); err != nil {
 			return session.Record{}, err
 		}
+		r.woke = false
 		_, busy := r.tr.NextDeadline()
 		if !busy || r.closed || r.signals >= sessionSignalsPerRun || workflow.GetInfo(r.ctx).GetContinueAsNewSuggested() {
 			r.awaitNotices()
@@ -169,6 +172,9 @@ func (r *sessionRun) add(b EventBatch) {
 	// The sender's watermark is no later than any of its events, so it is
 	// safe to take it only after adding them.
 	r.w = max(r.w, b.Watermark)
+	if b.Rate > 0 {
+		r.rate = b.Rate
+	}
 }
 
 // refreshClock asks the pipeline's clock for its watermark.

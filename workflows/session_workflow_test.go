@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -32,6 +33,7 @@ type harness struct {
 	env      *testsuite.TestWorkflowEnvironment
 	clockW   int64
 	final    bool
+	clock    func(ClockRequest) ClockState // if set, the clock's answer instead of clockW
 	sinkDown bool
 	sunk     []session.Record
 	notes    []activities.Notification
@@ -50,7 +52,10 @@ func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
 	h.env.RegisterActivity(a)
 	h.env.RegisterActivity(ta)
 	h.env.OnActivity(ta.ClockState, mock.Anything, mock.Anything).Return(
-		func(context.Context, ClockRequest) (ClockState, error) {
+		func(_ context.Context, req ClockRequest) (ClockState, error) {
+			if h.clock != nil {
+				return h.clock(req), nil
+			}
 			return ClockState{Watermark: h.clockW, Rate: 1, EndOfInput: h.final}, nil
 		})
 	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalRecord, mock.Anything).Return(
@@ -186,6 +191,68 @@ func TestSessionMaxDurationContinuesIntoNextSession(t *testing.T) {
 	}
 	if next.State == nil || next.State.Open == nil || next.State.Open.Start != t0+120*mnt || next.Watermark != t0+121*mnt {
 		t.Errorf("continued with %+v", next)
+	}
+}
+
+// TestFirstTimerFromTheBatchPace: a new session knows the clock's pace from
+// its first batch, so it looks at the clock when W should pass its deadline
+// rather than after MaxWait. W moves at the pace of workflow time here.
+func TestFirstTimerFromTheBatchPace(t *testing.T) {
+	h := newHarness(t)
+	start := h.env.Now()
+	reads := 0
+	h.clock = func(req ClockRequest) ClockState {
+		reads++
+		return ClockState{Watermark: t0 - 10*mnt + req.AsOfMs - start.UnixMilli(), Rate: 1}
+	}
+	h.at(0, func() {
+		h.env.SignalWorkflow(SignalEvents, EventBatch{Events: []session.Event{ev(0, 1)}, Watermark: t0 - 10*mnt, Rate: 1})
+	})
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, func(p *Pipeline) { p.MaxWait = 3 * time.Hour }), Key: "u10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline t0+30m is 40 minutes of W ahead of the batch's watermark.
+	if took := time.Duration(rec.ClosedAtMs-start.UnixMilli()) * time.Millisecond; took < 40*time.Minute || took > 45*time.Minute {
+		t.Errorf("closed %v after the first batch, want just after 40m (MaxWait is 3h)", took)
+	}
+	if reads > 2 {
+		t.Errorf("%d clock reads, want the one the pace predicted (and one more at most)", reads)
+	}
+}
+
+// TestSearchAttributesFollowTheState: five batches, each moving the session
+// on, cost one upsert per state the session goes through, not one each; the
+// close publishes the final figures.
+func TestSearchAttributesFollowTheState(t *testing.T) {
+	h := newHarness(t)
+	var upserts []temporal.SearchAttributes
+	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		upserts = append(upserts, args.Get(0).(temporal.SearchAttributes))
+	}).Return(nil)
+	for i := range int64(5) {
+		// Each batch's watermark applies the event before it.
+		h.at(time.Duration(i+1)*time.Second, func() { h.signal(t0+i*mnt, ev(i*mnt, i+1)) })
+	}
+	h.at(6*time.Second, func() { h.signal(t0 + 40*mnt) }) // closes it before the first wake-up
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, func(p *Pipeline) { p.Visibility = true }), Key: "u11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.EventCount != 5 {
+		t.Fatalf("record %+v", rec)
+	}
+	// The first batch's event waits for W; the second opens the session.
+	var states []string
+	for _, u := range upserts {
+		st, _ := u.GetKeyword(AttrSessionState)
+		states = append(states, st)
+	}
+	if want := []string{StateWaiting, StateOpen, StateClosed}; !slices.Equal(states, want) {
+		t.Fatalf("upserts for 5 batches and the close: %v, want one per state %v", states, want)
+	}
+	if count, _ := upserts[2].GetInt64(AttrEventCount); count != 5 {
+		t.Errorf("closed with EventCount %d, want 5", count)
 	}
 }
 

@@ -83,4 +83,8 @@ func (l SinkLimits) withDefaults() SinkLimits {
 type EventBatch struct {
 	Events    []session.Event `json:"events"`
 	Watermark int64           `json:"watermark"`
+	// Rate is the clock's pace (ClockState.Rate) as the sender last read
+	// it, 0 if unknown. A new session arms its first timer with it instead
+	// of waiting MaxWait before it first looks at the clock.
+	Rate float64 `json:"rate,omitempty"`
 }
