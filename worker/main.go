@@ -63,6 +63,7 @@ type options struct {
 	notifyBrokers string
 	notifyTopic   string
 	registerAttrs bool
+	wftPollers    int
 
 	kafkaBrokers     string
 	kafka            ingest.KafkaOptions
@@ -97,8 +98,9 @@ KAFKA_SASL_PASSWORD or --kafka-sasl-password-file.
 S3: --s3-endpoint and --s3-bucket; credentials from S3_ACCESS_KEY_ID and
 S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or the
 secret from --s3-secret-key-file. Secrets are never logged.`,
-		SilenceUsage: true,
-		Args:         cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true, // main prints them once
+		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.complete(); err != nil {
 				return err
@@ -121,6 +123,7 @@ secret from --s3-secret-key-file. Secrets are never logged.`,
 	f.StringVar(&o.notifyBrokers, "notify-kafka-brokers", os.Getenv("SESSIONFLOW_NOTIFY_BROKERS"), "comma-separated Kafka brokers for notifications (env SESSIONFLOW_NOTIFY_BROKERS)")
 	f.StringVar(&o.notifyTopic, "notify-topic", "sessionflow.notifications", "Kafka topic for notifications")
 	f.BoolVar(&o.registerAttrs, "register-search-attributes", true, "add the session search attributes to the namespace at start")
+	f.IntVar(&o.wftPollers, "workflow-task-pollers", 16, "concurrent workflow task polls per task queue; each session signal is a workflow task, and the SDK's default of 2 caps a worker at two round trips at a time")
 
 	f.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "comma-separated Kafka brokers to ingest from (env KAFKA_BROKERS)")
 	f.StringVar(&o.kafka.ClientID, "kafka-client-id", envOr("KAFKA_CLIENT_ID", "sessionflow"), "Kafka client id (env KAFKA_CLIENT_ID)")
@@ -149,6 +152,9 @@ func (o *options) complete() error {
 	case roleAll, roleIngest, roleProcess:
 	default:
 		return fmt.Errorf("--role %q: want all, ingest or process", o.role)
+	}
+	if o.wftPollers < 0 || o.wftPollers == 1 { // 0: the SDK's default
+		return fmt.Errorf("--workflow-task-pollers %d: want at least 2 (Temporal's SDK refuses fewer)", o.wftPollers)
 	}
 	if o.role != roleProcess {
 		if o.pipelines == "" {
@@ -232,7 +238,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	if o.role != roleIngest {
-		ws := workflows.NewWorkers(c, o.taskQueue, worker.Options{}, acts)
+		ws := workflows.NewWorkers(c, o.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: o.wftPollers}, acts)
 		logger.Info("worker starting", "task_queue", o.taskQueue, "clock_task_queue", workflows.ClockTaskQueue(o.taskQueue),
 			"s3", o.s3Endpoint, "bucket", o.s3Bucket)
 		if err := ws.Start(); err != nil {

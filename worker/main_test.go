@@ -30,6 +30,8 @@ func TestOptionsComplete(t *testing.T) {
 	}{
 		{name: "process needs no Kafka", o: options{role: roleProcess}},
 		{name: "unknown role", o: options{role: "both"}, wantErr: `--role "both"`},
+		{name: "one poller", o: options{role: roleProcess, wftPollers: 1}, wantErr: "--workflow-task-pollers 1"},
+		{name: "sixteen pollers", o: options{role: roleProcess, wftPollers: 16}},
 		{name: "ingest needs pipelines", o: options{role: roleIngest, kafkaBrokers: "k:9092"}, wantErr: "--pipelines"},
 		{name: "all needs brokers", o: options{role: roleAll, pipelines: "p.yaml"}, wantErr: "--kafka-brokers"},
 		{name: "sasl without password", o: options{role: roleAll, pipelines: "p.yaml", kafkaBrokers: "k:9092",

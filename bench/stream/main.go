@@ -121,7 +121,7 @@ Flags:
 	fs.IntVar(&o.ceilingSignals, "ceiling-signals", 5, "signals each no-op workflow run receives before it completes")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 32, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
 	fs.DurationVar(&o.flushInterval, "flush-interval", time.Second, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
-	fs.IntVar(&o.wftPollers, "wft-pollers", 0, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers (0: the SDK default of 2, as the worker binary runs)")
+	fs.IntVar(&o.wftPollers, "wft-pollers", 16, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
