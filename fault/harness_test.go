@@ -42,6 +42,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/sessionflow/sessionflow/config"
+	"github.com/sessionflow/sessionflow/internal/devserver"
 	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/workflows"
 )
@@ -355,9 +356,9 @@ func (s *stack) startTemporal() {
 	s.temporalAddr = freeAddr(s.t)
 	_, port, _ := net.SplitHostPort(s.temporalAddr)
 	httpPort, metricsPort := freePort(s.t), freePort(s.t)
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", port, "--headless",
-		"--http-port", httpPort, "--metrics-port", metricsPort, "--log-level", "warn",
-		"--db-filename", filepath.Join(s.dir, "temporal.db")}
+	args := append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", port, "--headless",
+		"--http-port", httpPort, "--metrics-port", metricsPort, "--log-level", "warn"},
+		devserver.StorageArgs(filepath.Join(s.dir, "temporal.db"))...)
 	s.temporalArgs = args
 	if err := s.runTemporal(); err != nil {
 		s.t.Fatal(err)

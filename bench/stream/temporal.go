@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/server/temporal"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/sessionflow/sessionflow/internal/devserver"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -134,10 +135,10 @@ func startDevServer(ctx context.Context, bin, dir string, logger log.Logger) (*d
 		addrs[i] = a
 	}
 	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
-	p, err := spawn("temporal dev server", filepath.Join(dir, "temporal.log"), nil, bin,
-		"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addrs[0]),
-		"--http-port", port(addrs[1]), "--metrics-port", port(addrs[2]),
-		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn")
+	args := append([]string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addrs[0]),
+		"--http-port", port(addrs[1]), "--metrics-port", port(addrs[2]), "--log-level", "warn"},
+		devserver.StorageArgs(filepath.Join(dir, "temporal.db"))...)
+	p, err := spawn("temporal dev server", filepath.Join(dir, "temporal.log"), nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -166,7 +166,10 @@ func (s *stack) waitForProbe(ctx context.Context, p *kcatProbe) error {
 		return nil
 	})
 	if err != nil {
-		out, _ := exec.CommandContext(ctx, filepath.Join(s.o.bin, "starter"), "sessions", "show",
+		// ctx may be spent by now; the diagnosis gets its own time.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(dctx, filepath.Join(s.o.bin, "starter"), "sessions", "show",
 			"--pipeline", p.pipeline, "--key", p.key).CombinedOutput()
 		return fmt.Errorf("%w\nstarter sessions show --pipeline %s --key %s:\n%s", err, p.pipeline, p.key, out)
 	}

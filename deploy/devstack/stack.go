@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/sessionflow/sessionflow/internal/devserver"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -54,9 +55,10 @@ func (s *stack) start(ctx context.Context) error {
 	temporalAddr := s.o.temporal
 	if temporalAddr == "" {
 		temporalAddr = "127.0.0.1:7233"
-		if err := s.spawn(ctx, "temporal", nil, filepath.Join(s.o.bin, "temporal"), "server", "start-dev",
-			"--ip", "127.0.0.1", "--port", "7233", "--ui-port", uiPort, "--log-level", "warn",
-			"--db-filename", filepath.Join(s.o.dir, "temporal.db")); err != nil {
+		args := append([]string{"server", "start-dev",
+			"--ip", "127.0.0.1", "--port", "7233", "--ui-port", uiPort, "--log-level", "warn"},
+			devserver.StorageArgs(filepath.Join(s.o.dir, "temporal.db"))...)
+		if err := s.spawn(ctx, "temporal", nil, filepath.Join(s.o.bin, "temporal"), args...); err != nil {
 			return err
 		}
 	}
@@ -246,7 +248,8 @@ func retry(ctx context.Context, limit time.Duration, what string, f func() error
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// The last error says what was missing; ctx.Err() alone would not.
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

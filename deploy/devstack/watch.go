@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/sessionflow/sessionflow/workflows"
@@ -56,7 +58,7 @@ func (s *stack) progress(ctx context.Context) {
 }
 
 // status is one line: events in, open and closed sessions and the
-// watermark lag of each pipeline.
+// watermark lag of each pipeline, and the worker's task backlog.
 func (s *stack) status(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -66,7 +68,29 @@ func (s *stack) status(ctx context.Context) string {
 		closed := s.count(ctx, fmt.Sprintf("WorkflowType='SessionWorkflow' AND Pipeline='%s' AND SessionState='closed'", p))
 		parts = append(parts, fmt.Sprintf("%s: %d open, %d closed, lag %s", p, open, closed, s.lag(ctx, p)))
 	}
+	parts = append(parts, "tasks waiting "+s.backlog(ctx))
 	return strings.Join(parts, " | ")
+}
+
+// backlog is how many workflow and activity tasks wait for the worker: a
+// number that keeps growing means Temporal or the worker cannot keep up
+// with the generator, and sessions reach Parquet ever later.
+func (s *stack) backlog(ctx context.Context) string {
+	var parts []string
+	for _, t := range []struct {
+		name string
+		typ  enumspb.TaskQueueType
+	}{{"workflow", enumspb.TASK_QUEUE_TYPE_WORKFLOW}, {"activity", enumspb.TASK_QUEUE_TYPE_ACTIVITY}} {
+		resp, err := s.temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+			Namespace: "default", TaskQueue: &taskqueuepb.TaskQueue{Name: workflows.TaskQueue}, TaskQueueType: t.typ, ReportStats: true,
+		})
+		n := "-"
+		if err == nil {
+			n = fmt.Sprint(resp.GetStats().GetApproximateBacklogCount())
+		}
+		parts = append(parts, t.name+" "+n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (s *stack) count(ctx context.Context, query string) int64 {
