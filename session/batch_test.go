@@ -120,3 +120,62 @@ func TestBatchChunking(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchInvalidLinesOutliveTheirChunk keeps the raw lines OnInvalid
+// receives: they must still read as the input after the run, though the
+// chunk buffers they came from were reused for later input.
+func TestBatchInvalidLinesOutliveTheirChunk(t *testing.T) {
+	var lines, bad []string
+	for i := range 300000 { // some 20 chunks, more than are ever in flight
+		if i%20000 == 1 {
+			l := fmt.Sprintf("not json %d", i)
+			lines, bad = append(lines, l), append(bad, l)
+			continue
+		}
+		lines = append(lines, click(fmt.Sprintf("user-%d", i%300), int64(i)*sec, "p"))
+	}
+	var raws [][]byte
+	b := Batch{Rules: rulesOf(t, Clickstream, nil), Workers: 2, OnInvalid: func(_ int64, raw []byte, _ error) error {
+		raws = append(raws, raw)
+		return nil
+	}}
+	if _, _, err := b.Run(context.Background(), strings.NewReader(strings.Join(lines, "\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if len(raws) != len(bad) {
+		t.Fatalf("%d invalid lines reported, want %d", len(raws), len(bad))
+	}
+	for i, raw := range raws {
+		if string(raw) != bad[i] {
+			t.Errorf("invalid line %d reads %.40q after the run, want %q", i, raw, bad[i])
+		}
+	}
+}
+
+// TestKeyTableHashClash gives different keys the same hash: each still gets
+// its own id, and the same key always the same one.
+func TestKeyTableHashClash(t *testing.T) {
+	k := newKeyTable(0)
+	steps := []struct {
+		key  string
+		hash uint64
+		want int32
+	}{
+		{"a", 1, 0},
+		{"b", 1, 1}, // clashes with a
+		{"c", 1, 2}, // and again
+		{"a", 1, 0},
+		{"b", 1, 1},
+		{"d", 2, 3},
+		{"c", 1, 2},
+		{"d", 2, 3},
+	}
+	for i, s := range steps {
+		if got := k.id([]byte(s.key), s.hash); got != s.want {
+			t.Errorf("step %d: id(%q) = %d, want %d", i, s.key, got, s.want)
+		}
+	}
+	if fmt.Sprint(k.names) != "[a b c d]" {
+		t.Errorf("names %v, want [a b c d]", k.names)
+	}
+}
