@@ -330,9 +330,11 @@ func sessionizeShards(r *Rules, pipeline string, shards [][]part, names [][]stri
 }
 
 func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, maxTime int64) ([]Record, Stats) {
-	// A counting sort by key: every key's events land contiguously, keys in
-	// sorted order. A key's sessions close in (start, end) order, so the
-	// records come out sorted with no sort of their own.
+	// A counting sort by key, of references rather than events: every key's
+	// events are then gathered into one small reused buffer, keys in sorted
+	// order, instead of being copied into a second array the size of the
+	// input. A key's sessions close in (start, end) order, so the records
+	// come out sorted with no sort of their own.
 	total := 0
 	for _, p := range parts {
 		total += len(p.events)
@@ -344,10 +346,9 @@ func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, 
 	var keys []string
 	var counts []int
 	index := make(map[string]int32) // consulted once per worker and key
-	ids := make([]int32, 0, total)
 	for _, p := range parts {
 		tr, nm := local[p.worker], names[p.worker]
-		for _, id := range p.ids {
+		for j, id := range p.ids {
 			k := tr[id] - 1
 			if k < 0 {
 				var ok bool
@@ -359,7 +360,7 @@ func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, 
 				}
 				tr[id] = k + 1
 			}
-			ids = append(ids, k)
+			p.ids[j] = k // from here on, the shard's key index
 			counts[k]++
 		}
 	}
@@ -368,36 +369,44 @@ func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, 
 		order[i] = int32(i)
 	}
 	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(keys[a], keys[b]) })
-	next := make([]int, len(keys)) // where a key's next event goes
-	off := 0
+	next := make([]int, len(keys)) // where a key's next reference goes
+	off, longest := 0, 0
 	for _, k := range order {
 		next[k] = off
 		off += counts[k]
+		longest = max(longest, counts[k])
 	}
-	flat := make([]Event, total)
-	n := 0
-	for _, p := range parts {
-		for i := range p.events {
-			k := ids[n]
-			flat[next[k]] = p.events[i]
+	refs := make([]eventRef, total)
+	for pi, p := range parts {
+		for i, k := range p.ids {
+			refs[next[k]] = eventRef{part: int32(pi), i: int32(i)}
 			next[k]++
-			n++
 		}
 	}
 
 	records := make([]Record, 0, len(keys))
 	t := NewTracker(r, pipeline, "")
+	buf := make([]Event, 0, longest)
 	off = 0
 	for _, k := range order {
-		records = t.run(records, keys[k], flat[off:off+counts[k]:off+counts[k]], maxTime)
+		buf = buf[:0]
+		for _, ref := range refs[off : off+counts[k]] {
+			buf = append(buf, parts[ref.part].events[ref.i])
+		}
+		records = t.run(records, keys[k], buf, maxTime)
 		off += counts[k]
 	}
 	return records, t.stats
 }
 
+// eventRef locates an event among a shard's parts. A part holds one chunk's
+// events (a megabyte of input), or all of Sessionize's, which fit in memory
+// and so number far fewer than 2^31: int32 indexes suffice.
+type eventRef struct{ part, i int32 }
+
 // run resets the tracker to a new key, sessionizes that key's events as a
-// complete input and appends the records to dst. It takes ownership of
-// events.
+// complete input and appends the records to dst. It reorders events and
+// keeps no reference to them, so the caller may reuse the slice.
 func (t *Tracker) run(dst []Record, key string, events []Event, maxTime int64) []Record {
 	t.key, t.pending, t.w, t.open = key, events, NoWatermark, false
 	clear(t.seen)
