@@ -26,18 +26,26 @@ const (
 	envChildS3     = "SESSIONFLOW_BENCH_S3"     // MinIO's host:port
 	envChildResult = "SESSIONFLOW_BENCH_RESULT" // where to write its ServerResult
 	envChildDir    = "SESSIONFLOW_BENCH_DIR"    // its scratch folder
+	envChildPhase  = "SESSIONFLOW_BENCH_PHASE"  // phasePipelines or phaseOpen
 )
 
-// runServerProcess runs one server in a child process and reads its result.
-func runServerProcess(ctx context.Context, name, s3, dir string, logger *slog.Logger) ServerResult {
+// What a server child runs.
+const (
+	phasePipelines = "pipelines" // the ceiling, then the pipelines
+	phaseOpen      = "open"      // --open-sessions sessions opened at once
+)
+
+// runServerProcess runs one phase against one server in a child process and
+// reads its result. Each child has a server of its own.
+func runServerProcess(ctx context.Context, name, phase, s3, dir string, logger *slog.Logger) ServerResult {
 	exe, err := os.Executable()
 	if err != nil {
 		return ServerResult{Server: name, Error: fmt.Sprintf("find the benchmark binary: %v", err)}
 	}
-	result := filepath.Join(dir, name+"-result.json")
+	result := filepath.Join(dir, name+"-"+phase+"-result.json")
 	cmd := exec.CommandContext(ctx, exe, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envChildServer+"="+name, envChildS3+"="+s3,
-		envChildResult+"="+result, envChildDir+"="+filepath.Join(dir, name))
+	cmd.Env = append(os.Environ(), envChildServer+"="+name, envChildS3+"="+s3, envChildPhase+"="+phase,
+		envChildResult+"="+result, envChildDir+"="+filepath.Join(dir, name+"-"+phase))
 	// The child's logs go where ours do; stdout is kept for the table.
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	// On Ctrl-C the child stops its own servers; killing it would orphan
@@ -60,7 +68,7 @@ func runServerProcess(ctx context.Context, name, s3, dir string, logger *slog.Lo
 		sr.Error = fmt.Sprintf("server process: %v", runErr)
 	}
 	if sr.Error != "" {
-		logger.Error("server run failed", "server", name, "error", sr.Error)
+		logger.Error("server run failed", "server", name, "phase", phase, "error", sr.Error)
 	}
 	return sr
 }
@@ -85,7 +93,11 @@ func runChild(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 	b := &bench{o: o, name: name, dir: os.Getenv(envChildDir), pipelines: pipelines, s3: s3,
 		logger: logger.With("server", name)}
-	sr, runErr := b.run(ctx)
+	run := b.run
+	if os.Getenv(envChildPhase) == phaseOpen {
+		run = b.runOpen
+	}
+	sr, runErr := run(ctx)
 	if runErr != nil {
 		sr.Error = runErr.Error()
 	}

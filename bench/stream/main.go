@@ -61,6 +61,9 @@ type options struct {
 	maxInFlight   int
 	flushInterval time.Duration
 	wftPollers    int
+
+	openSessions int
+	pipelines    bool
 }
 
 func main() {
@@ -122,6 +125,8 @@ Flags:
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 32, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
 	fs.DurationVar(&o.flushInterval, "flush-interval", time.Second, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
 	fs.IntVar(&o.wftPollers, "wft-pollers", 16, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
+	fs.IntVar(&o.openSessions, "open-sessions", 10_000, "sessions opened at once, one event each, before the pipelines run (in a process of their own), to measure the worker's memory with that many open; 0 skips")
+	fs.BoolVar(&o.pipelines, "pipelines", true, "run the ceiling and the pipelines; false with --open-sessions measures only the open sessions")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -156,6 +161,10 @@ func (o options) validate() error {
 		return errors.New("--max-in-flight and --flush-interval must be positive")
 	case o.wftPollers < 0 || o.wftPollers == 1:
 		return errors.New("--wft-pollers: want 0 (the SDK default) or at least 2 (the SDK refuses 1)")
+	case o.openSessions < 0:
+		return errors.New("--open-sessions must not be negative")
+	case !o.pipelines && o.openSessions == 0:
+		return errors.New("--pipelines=false needs --open-sessions: there would be nothing to run")
 	}
 	return nil
 }
@@ -195,7 +204,21 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 
 	res := newResults(o, started, pipelines)
 	for _, name := range o.servers {
-		res.Servers = append(res.Servers, runServerProcess(ctx, name, s3.endpoint, dir, logger))
+		sr := ServerResult{Server: name}
+		if o.pipelines {
+			sr = runServerProcess(ctx, name, phasePipelines, s3.endpoint, dir, logger)
+		}
+		if o.openSessions > 0 && ctx.Err() == nil {
+			open := runServerProcess(ctx, name, phaseOpen, s3.endpoint, dir, logger)
+			sr.Open = open.Open
+			if sr.Open == nil {
+				sr.Open = &OpenResult{Sessions: o.openSessions}
+			}
+			if open.Error != "" {
+				sr.Open.Error = open.Error
+			}
+		}
+		res.Servers = append(res.Servers, sr)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

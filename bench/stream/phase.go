@@ -47,6 +47,7 @@ type ServerResult struct {
 	Ceiling  *CeilingResult  `json:"ceiling,omitempty"`
 	Pipeline *PipelineResult `json:"pipeline,omitempty"`
 	Timeline []Sample        `json:"timeline,omitempty"`
+	Open     *OpenResult     `json:"open,omitempty"`
 }
 
 // run starts the server and the worker (in this process, with a webhook

@@ -117,6 +117,9 @@ func (s *sampler) take() Sample {
 	return sm
 }
 
+// runningSessions is the visibility query of the open sessions.
+const runningSessions = "WorkflowType = 'SessionWorkflow' AND ExecutionStatus = 'Running'"
+
 // countOpen counts the running SessionWorkflows every few seconds: the
 // visibility query is too heavy to run every second on a loaded server.
 func (s *sampler) countOpen(ctx context.Context, c client.Client, namespace string) {
@@ -125,7 +128,7 @@ func (s *sampler) countOpen(ctx context.Context, c client.Client, namespace stri
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 		resp, err := c.CountWorkflow(qctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Namespace: namespace, Query: "WorkflowType = 'SessionWorkflow' AND ExecutionStatus = 'Running'",
+			Namespace: namespace, Query: runningSessions,
 		})
 		cancel()
 		if err == nil {

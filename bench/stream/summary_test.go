@@ -117,3 +117,29 @@ func TestWindow(t *testing.T) {
 		})
 	}
 }
+
+func TestJudgeOpenSessions(t *testing.T) {
+	const gib = 1 << 30
+	tests := []struct {
+		name   string
+		server string
+		open   OpenResult
+		want   string
+	}{
+		{"10k open under 1 GiB", serverDev, OpenResult{Sessions: 10_000, TakenIn: 10_000, MaxRSS: gib / 2}, "met"},
+		{"10k open over 1 GiB", serverDev, OpenResult{Sessions: 10_000, TakenIn: 10_000, MaxRSS: gib + 1}, "not met"},
+		{"fewer taken in than the target", serverTemporaltest, OpenResult{Sessions: 10_000, TakenIn: 9_999, MaxRSS: gib / 2}, "not reached"},
+		{"phase failed", serverDev, OpenResult{Sessions: 10_000, Error: "no session opened"}, "not tested"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			targets := judge(ServerResult{Server: tt.server, Open: &tt.open})
+			if len(targets) != 1 || targets[0].Target != targetRSSName {
+				t.Fatalf("judge = %+v, want the one memory target", targets)
+			}
+			if got := targets[0].Verdict; got != tt.want {
+				t.Errorf("verdict %q (%s), want %q", got, targets[0].Value, tt.want)
+			}
+		})
+	}
+}
