@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,10 +71,15 @@ type OpenResult struct {
 	RSSAfter      int64   `json:"rss_after_bytes"`
 	// HeapBefore and HeapAfter are the live Go heap after a forced GC: the
 	// memory the sessions hold, without what the GC has not returned yet.
-	HeapBefore int64  `json:"heap_before_bytes"`
-	HeapAfter  int64  `json:"heap_after_bytes"`
-	ServerRSS  int64  `json:"server_rss_bytes,omitempty"` // the dev server, at the end
-	Error      string `json:"error,omitempty"`
+	HeapBefore int64 `json:"heap_before_bytes"`
+	HeapAfter  int64 `json:"heap_after_bytes"`
+	ServerRSS  int64 `json:"server_rss_bytes,omitempty"` // the dev server, at the end
+	// CPUSeconds is what this process (worker and client) spent from the
+	// first call until every session was taken in; ServerCPUSeconds what
+	// the dev server spent meanwhile: where the two cores go.
+	CPUSeconds       float64 `json:"cpu_s"`
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
+	Error            string  `json:"error,omitempty"`
 }
 
 // PerSessionBytes is the live heap each open session adds.
@@ -157,6 +164,7 @@ func (b *bench) runOpen(ctx context.Context) (ServerResult, error) {
 	b.logger.Info("open sessions: one event each, production clickstream rules", "sessions", b.o.openSessions,
 		"concurrency", b.o.maxInFlight*len(b.pipelines))
 	start := time.Now()
+	cpu0, serverCPU0 := cpuSeconds(os.Getpid()), cpuSeconds(srv.pid())
 	openSessions(ctx, &ingest.TemporalSignaller{Client: srv.client(), Pipeline: wf}, or, b.o.maxInFlight*len(b.pipelines))
 	or.StartSeconds = time.Since(start).Seconds()
 	if or.Started == 0 {
@@ -167,6 +175,10 @@ func (b *bench) runOpen(ctx context.Context) (ServerResult, error) {
 	or.AllTakenIn = waitUntil(ctx, openTakeInLimit, func() bool { return pr.sessionSignals.Load() >= or.Started })
 	or.TakeInSeconds = time.Since(start).Seconds()
 	or.TakenIn = pr.sessionSignals.Load()
+	or.CPUSeconds = cpuSeconds(os.Getpid()) - cpu0
+	if srv.pid() != 0 {
+		or.ServerCPUSeconds = cpuSeconds(srv.pid()) - serverCPU0
+	}
 	time.Sleep(openSettle)
 	stopWatch()
 	or.RSSAfter, or.HeapAfter = rss(os.Getpid()), liveHeap()
@@ -180,7 +192,7 @@ func (b *bench) runOpen(ctx context.Context) (ServerResult, error) {
 	}
 	b.logger.Info("open sessions measured", "taken_in", or.TakenIn, "take_in_s", round(or.TakeInSeconds),
 		"running", or.Running, "rss_mib", or.RSSAfter>>20, "max_rss_mib", or.MaxRSS>>20,
-		"heap_per_session_kib", round(or.PerSessionBytes()/1024))
+		"heap_per_session_kib", round(or.PerSessionBytes()/1024), "cpu_s", round(or.CPUSeconds), "server_cpu_s", round(or.ServerCPUSeconds))
 	return res, nil
 }
 
@@ -223,6 +235,27 @@ func openSessions(ctx context.Context, sig ingest.Signaller, or *OpenResult, con
 	if msg, ok := lastErr.Load().(string); ok {
 		or.LastError = msg
 	}
+}
+
+// cpuSeconds is the user and system CPU time a process has used, from
+// /proc/<pid>/stat (in clock ticks of 1/100 s, Linux's USER_HZ); 0 if
+// unreadable.
+func cpuSeconds(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, may hold spaces: count from its ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return float64(utime+stime) / 100
 }
 
 // liveHeap is the Go heap's live objects after a collection.

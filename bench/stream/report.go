@@ -261,18 +261,18 @@ func (r *Results) openTable() string {
 			continue
 		}
 		if b.Len() == 0 {
-			b.WriteString("\n| open sessions | sessions open | to open them all (s) | RSS before / max / after | live heap per session | dev server RSS |\n|---|---:|---:|---:|---:|---:|\n")
+			b.WriteString("\n| open sessions | sessions open | to open them all (s) | RSS before / max / after | live heap per session | dev server RSS | CPU meanwhile: this process / dev server (s) |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		}
 		if o.Error != "" {
-			fmt.Fprintf(&b, "| %s | failed: %s | | | | |\n", s.Server, o.Error)
+			fmt.Fprintf(&b, "| %s | failed: %s | | | | | |\n", s.Server, o.Error)
 			continue
 		}
-		server := "– (in process)"
+		server, serverCPU := "– (in process)", "–"
 		if o.ServerRSS > 0 {
-			server = gib(o.ServerRSS)
+			server, serverCPU = gib(o.ServerRSS), fmt.Sprintf("%.0f", o.ServerCPUSeconds)
 		}
-		fmt.Fprintf(&b, "| %s | %d of %d | %.0f | %s / %s / %s | %.1f KiB | %s |\n", s.Server, o.TakenIn, o.Sessions,
-			o.TakeInSeconds, gib(o.RSSBefore), gib(o.MaxRSS), gib(o.RSSAfter), o.PerSessionBytes()/1024, server)
+		fmt.Fprintf(&b, "| %s | %d of %d | %.0f | %s / %s / %s | %.1f KiB | %s | %.0f / %s |\n", s.Server, o.TakenIn, o.Sessions,
+			o.TakeInSeconds, gib(o.RSSBefore), gib(o.MaxRSS), gib(o.RSSAfter), o.PerSessionBytes()/1024, server, o.CPUSeconds, serverCPU)
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -141,5 +142,22 @@ func TestJudgeOpenSessions(t *testing.T) {
 				t.Errorf("verdict %q (%s), want %q", got, targets[0].Value, tt.want)
 			}
 		})
+	}
+}
+
+func TestCPUSeconds(t *testing.T) {
+	if got := cpuSeconds(0); got != 0 {
+		t.Errorf("cpuSeconds(0) = %v, want 0 (no process)", got)
+	}
+	before := cpuSeconds(os.Getpid())
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for cpuSeconds(os.Getpid()) <= before && time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+	}
+	if after := cpuSeconds(os.Getpid()); after <= before {
+		t.Errorf("cpuSeconds stayed at %v after busy work (%d)", after, x)
 	}
 }
