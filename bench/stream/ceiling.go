@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,18 +65,24 @@ type CeilingResult struct {
 	Drained       bool    `json:"drained"`
 	Handled       int64   `json:"handled"`
 	HandledPerSec float64 `json:"handled_per_s"`
+	// CPUSeconds is what this process (client and worker, and temporaltest)
+	// spent over the load and the drain; ServerCPUSeconds what the dev
+	// server spent.
+	CPUSeconds       float64 `json:"cpu_s"`
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
 }
 
 // ceilingPayload is about one signalled event with its batch envelope.
 var ceilingPayload = make([]byte, 200)
 
-func runCeiling(ctx context.Context, c client.Client, p *probe, opts worker.Options, concurrency, perRun int, d time.Duration) (CeilingResult, error) {
+func runCeiling(ctx context.Context, c client.Client, serverPID int, p *probe, opts worker.Options, concurrency, perRun int, d time.Duration) (CeilingResult, error) {
 	w := worker.New(c, noopTaskQueue, opts)
 	w.RegisterWorkflowWithOptions(noopWorkflow, workflow.RegisterOptions{Name: noopWorkflowName})
 	if err := w.Start(); err != nil {
 		return CeilingResult{}, fmt.Errorf("start the no-op worker: %w", err)
 	}
 	defer w.Stop()
+	cpu0, serverCPU0 := cpuSeconds(os.Getpid()), cpuSeconds(serverPID)
 	res, err := signalLoad(ctx, c, concurrency, perRun, d)
 	if err != nil {
 		return res, err
@@ -85,6 +92,7 @@ func runCeiling(ctx context.Context, c client.Client, p *probe, opts worker.Opti
 	res.DrainSeconds = time.Since(drain).Seconds()
 	res.Handled = p.noopSignals.Load()
 	res.HandledPerSec = float64(res.Handled) / (res.Seconds + res.DrainSeconds)
+	res.CPUSeconds, res.ServerCPUSeconds = cpuSeconds(os.Getpid())-cpu0, cpuSeconds(serverPID)-serverCPU0
 	return res, nil
 }
 

@@ -71,7 +71,7 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 	if b.o.ceilingDuration > 0 {
 		concurrency := b.o.maxInFlight * len(b.pipelines)
 		b.logger.Info("ceiling: SignalWithStart of a no-op workflow", "concurrency", concurrency, "for", b.o.ceilingDuration)
-		cr, err := runCeiling(ctx, c, pr, wopts, concurrency, b.o.ceilingSignals, b.o.ceilingDuration)
+		cr, err := runCeiling(ctx, c, srv.pid(), pr, wopts, concurrency, b.o.ceilingSignals, b.o.ceilingDuration)
 		res.Ceiling = &cr
 		if err != nil {
 			return res, fmt.Errorf("ceiling: %w", err)

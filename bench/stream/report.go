@@ -361,6 +361,17 @@ var rows = []struct {
 		}
 		return fmt.Sprintf("%.0f (drain %.0f s)", s.Ceiling.HandledPerSec, s.Ceiling.DrainSeconds)
 	}},
+	{"no-op ceiling: CPU ms per signal taken in, this process / dev server", func(s ServerResult) string {
+		c := s.Ceiling
+		if c == nil || c.Handled == 0 {
+			return "–"
+		}
+		per := func(sec float64) float64 { return 1000 * sec / float64(c.Handled) }
+		if c.ServerCPUSeconds == 0 {
+			return fmt.Sprintf("%.1f / – (in process)", per(c.CPUSeconds))
+		}
+		return fmt.Sprintf("%.1f / %.1f", per(c.CPUSeconds), per(c.ServerCPUSeconds))
+	}},
 	{"pipeline signals/s ÷ ceiling", func(s ServerResult) string { return fmt.Sprintf("%.2f", s.Pipeline.CeilingShare) }},
 	{"history events per input event", func(s ServerResult) string {
 		if s.Pipeline.HistoryError != "" {
