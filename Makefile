@@ -39,10 +39,12 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
 
-## fuzz: run the event-decoding fuzzer (FUZZTIME, default 60s).
+## fuzz: run the event-decoding fuzzers (FUZZTIME each, default 60s): the
+## decoder alone, and its one-pass fast path against the full parse.
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./session
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFastPath$$' -fuzztime $(FUZZTIME) ./session
 
 ## bench: everything measured, side by side in one run (BENCHMARKS.md): the
 ## Go benchmarks of the rules engine and the ingest path, the streaming

@@ -71,7 +71,23 @@ type decoded struct {
 type part struct {
 	worker int
 	ids    []int32
-	events []Event
+	events []storedEvent
+}
+
+// storedEvent is an Event as a batch holds it until the rules run, with its
+// page as a number in the decoding worker's pages (pages[worker][page]): the
+// events are all of the input, and so they hold no pointer for the garbage
+// collector to scan, and take 40 bytes rather than 56.
+type storedEvent struct {
+	time, seq int64
+	id        uint64
+	soc       float64
+	page      int32
+	flags     Flags
+}
+
+func (s *storedEvent) event(pages []string) Event {
+	return Event{Time: s.time, Seq: s.seq, ID: s.id, Flags: s.flags, Page: pages[s.page], SoC: s.soc}
 }
 
 type invalidLine struct {
@@ -96,16 +112,16 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 		}
 	}()
 	var wg sync.WaitGroup
-	names := make([][]string, workers) // each worker's key ids, read after wg.Wait
+	// Each worker's key and page numbers, read after wg.Wait.
+	names, pages := make([][]string, workers), make([][]string, workers)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k := newKeyTable(w)
-			defer func() { names[w] = k.names }()
-			d := NewDecoder(b.Rules)
+			cd := chunkDecoder{dec: NewDecoder(b.Rules), keys: newKeyTable(w)}
+			defer func() { names[w], pages[w] = cd.keys.names, cd.dec.pageNames }()
 			for c := range chunks {
-				res := decodeChunk(d, k, c, workers)
+				res := cd.decode(c, workers)
 				if c.pooled != nil {
 					chunkPool.Put(c.pooled)
 				}
@@ -156,7 +172,7 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	if err := context.Cause(ctx); err != nil {
 		return nil, stats, err
 	}
-	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, names, stats.MaxTime)
+	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, names, pages, stats.MaxTime)
 	stats.Stats = st
 	stats.Sessions = int64(len(records))
 	return records, stats, nil
@@ -224,46 +240,105 @@ func readChunks(ctx context.Context, r io.Reader, out chan<- chunk) error {
 
 // keyTable numbers the keys one decoding worker has seen. It looks keys up
 // by the 64-bit hash the shard is chosen by, so a key is hashed once per
-// event, not twice; the rare key whose hash another key already holds goes
-// to the string map.
+// event, not twice. It is an open-addressing table rather than a map: with
+// the hash and a short key in the slot itself, a lookup costs one cache miss,
+// where a map costs one for its slot and two more to compare the key, in the
+// names array and in the string's own memory.
 type keyTable struct {
 	worker int
-	byHash map[uint64]int32
-	clash  map[string]int32
+	slots  []keySlot // a power of two of them, at most 3/4 used
 	names  []string
 }
 
+// inlineKey is the longest key a slot holds itself; longer ones are compared
+// with names.
+const inlineKey = 19
+
+type keySlot struct {
+	hash uint64
+	id   int32 // id+1; 0 is an empty slot
+	n    uint8 // key length, or inlineKey+1 for a longer key
+	key  [inlineKey]byte
+}
+
 func newKeyTable(worker int) *keyTable {
-	return &keyTable{worker: worker, byHash: make(map[uint64]int32), clash: make(map[string]int32)}
+	return &keyTable{worker: worker, slots: make([]keySlot, 1024)}
 }
 
 func (k *keyTable) id(key []byte, h uint64) int32 {
-	id, ok := k.byHash[h]
-	if ok && k.names[id] == string(key) {
-		return id
-	}
-	if ok {
-		if id, ok := k.clash[string(key)]; ok {
-			return id
+	mask := uint64(len(k.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &k.slots[i]
+		if s.id == 0 {
+			return k.add(s, key, h)
+		}
+		if s.hash != h {
+			continue
+		}
+		if s.n <= inlineKey {
+			if string(s.key[:s.n]) == string(key) {
+				return s.id - 1
+			}
+		} else if k.names[s.id-1] == string(key) {
+			return s.id - 1
 		}
 	}
-	id = int32(len(k.names))
-	name := string(key)
-	k.names = append(k.names, name)
-	if _, taken := k.byHash[h]; taken {
-		k.clash[name] = id
-	} else {
-		k.byHash[h] = id
+}
+
+// add gives key the next id and puts it in the empty slot s.
+func (k *keyTable) add(s *keySlot, key []byte, h uint64) int32 {
+	id := int32(len(k.names))
+	k.names = append(k.names, string(key))
+	s.hash, s.id, s.n = h, id+1, inlineKey+1
+	if len(key) <= inlineKey {
+		s.n = uint8(copy(s.key[:], key))
+	}
+	if len(k.names) > len(k.slots)/4*3 {
+		k.grow()
 	}
 	return id
 }
 
-func decodeChunk(d *Decoder, keys *keyTable, c chunk, nshards int) decoded {
+func (k *keyTable) grow() {
+	old := k.slots
+	k.slots = make([]keySlot, 2*len(old))
+	mask := uint64(len(k.slots) - 1)
+	for _, s := range old {
+		if s.id == 0 {
+			continue
+		}
+		i := s.hash & mask
+		for k.slots[i].id != 0 {
+			i = (i + 1) & mask
+		}
+		k.slots[i] = s
+	}
+}
+
+// chunkDecoder is a decoding worker's state, kept from chunk to chunk.
+type chunkDecoder struct {
+	dec  *Decoder
+	keys *keyTable
+	// The keys of the chunk's events, numbered once the chunk is decoded:
+	// a lookup in a key table of many keys is a cache miss, and a run of
+	// lookups lets the processor wait for several misses at once, where a
+	// lookup after each line stalls on every one.
+	keyBytes []byte
+	pending  []pendingKey
+}
+
+type pendingKey struct {
+	end  int // of the key in keyBytes
+	hash uint64
+}
+
+func (cd *chunkDecoder) decode(c chunk, nshards int) decoded {
 	res := decoded{index: c.index, shards: make([]part, nshards), maxTime: NoWatermark}
 	per := bytes.Count(c.data, []byte{'\n'})/nshards + 1
 	for i := range res.shards {
-		res.shards[i] = part{worker: keys.worker, ids: make([]int32, 0, per+per/4), events: make([]Event, 0, per+per/4)}
+		res.shards[i] = part{worker: cd.keys.worker, ids: make([]int32, 0, per+per/4), events: make([]storedEvent, 0, per+per/4)}
 	}
+	cd.keyBytes, cd.pending = cd.keyBytes[:0], cd.pending[:0]
 	data := c.data
 	for ln := c.firstLine; len(data) > 0; ln++ {
 		var line []byte
@@ -277,18 +352,26 @@ func decodeChunk(d *Decoder, keys *keyTable, c chunk, nshards int) decoded {
 			continue
 		}
 		res.lines++
-		key, e, err := d.Decode(line)
+		key, e, page, err := cd.dec.decode(line)
 		if err != nil {
 			// The chunk's buffer is reused once decoded.
 			res.invalid = append(res.invalid, invalidLine{line: ln, raw: bytes.Clone(line), err: err})
 			continue
 		}
-		e.Seq = ln
 		res.maxTime = max(res.maxTime, e.Time)
 		h := xxhash.Sum64(key)
 		p := &res.shards[h%uint64(nshards)]
-		p.ids = append(p.ids, keys.id(key, h))
-		p.events = append(p.events, e)
+		p.events = append(p.events, storedEvent{time: e.Time, seq: ln, id: e.ID, soc: e.SoC, page: page, flags: e.Flags})
+		// The key may point into the decoder's memory, valid until the next
+		// line: it is copied.
+		cd.keyBytes = append(cd.keyBytes, key...)
+		cd.pending = append(cd.pending, pendingKey{end: len(cd.keyBytes), hash: h})
+	}
+	start := 0
+	for _, k := range cd.pending {
+		p := &res.shards[k.hash%uint64(nshards)]
+		p.ids = append(p.ids, cd.keys.id(cd.keyBytes[start:k.end], k.hash))
+		start = k.end
 	}
 	return res
 }
@@ -299,25 +382,32 @@ func decodeChunk(d *Decoder, keys *keyTable, c chunk, nshards int) decoded {
 func Sessionize(r *Rules, pipeline string, events []Keyed) ([]Record, Stats) {
 	maxTime := NoWatermark
 	k := newKeyTable(0)
-	p := part{ids: make([]int32, len(events)), events: make([]Event, len(events))}
+	pages, pageNames := map[string]int32{"": 0}, []string{""}
+	p := part{ids: make([]int32, len(events)), events: make([]storedEvent, len(events))}
 	for i, e := range events {
 		maxTime = max(maxTime, e.Time)
 		p.ids[i] = k.id([]byte(e.Key), xxhash.Sum64String(e.Key))
-		p.events[i] = e.Event
+		page, ok := pages[e.Page]
+		if !ok {
+			page = int32(len(pageNames))
+			pages[e.Page] = page
+			pageNames = append(pageNames, e.Page)
+		}
+		p.events[i] = storedEvent{time: e.Time, seq: e.Seq, id: e.ID, soc: e.SoC, page: page, flags: e.Flags}
 	}
-	return sessionizeShards(r, pipeline, [][]part{{p}}, [][]string{k.names}, maxTime)
+	return sessionizeShards(r, pipeline, [][]part{{p}}, [][]string{k.names}, [][]string{pageNames}, maxTime)
 }
 
 // sessionizeShards sessionizes each shard (disjoint keys), in parallel.
-func sessionizeShards(r *Rules, pipeline string, shards [][]part, names [][]string, maxTime int64) ([]Record, Stats) {
-	out := make([][]Record, len(shards))
+func sessionizeShards(r *Rules, pipeline string, shards [][]part, names, pages [][]string, maxTime int64) ([]Record, Stats) {
+	out := make([][][]Record, len(shards))
 	stats := make([]Stats, len(shards))
 	var wg sync.WaitGroup
 	for i, parts := range shards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], stats[i] = sessionizeShard(r, pipeline, parts, names, maxTime)
+			out[i], stats[i] = sessionizeShard(r, pipeline, parts, names, pages, maxTime)
 		}()
 	}
 	wg.Wait()
@@ -329,7 +419,8 @@ func sessionizeShards(r *Rules, pipeline string, shards [][]part, names [][]stri
 	return mergeSorted(out), total
 }
 
-func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, maxTime int64) ([]Record, Stats) {
+// sessionizeShard returns the shard's records, sorted, in blocks.
+func sessionizeShard(r *Rules, pipeline string, parts []part, names, pages [][]string, maxTime int64) ([][]Record, Stats) {
 	// A counting sort by key, of references rather than events: every key's
 	// events are then gathered into one small reused buffer, keys in sorted
 	// order, instead of being copied into a second array the size of the
@@ -384,20 +475,33 @@ func sessionizeShard(r *Rules, pipeline string, parts []part, names [][]string, 
 		}
 	}
 
-	records := make([]Record, 0, len(keys))
+	// The records go into blocks, which are never copied to grow: one slice
+	// of them all would be, over and over, a quarter larger each time.
+	var blocks [][]Record
+	records := make([]Record, 0, recordBlock)
 	t := NewTracker(r, pipeline, "")
 	buf := make([]Event, 0, longest)
 	off = 0
 	for _, k := range order {
 		buf = buf[:0]
 		for _, ref := range refs[off : off+counts[k]] {
-			buf = append(buf, parts[ref.part].events[ref.i])
+			p := &parts[ref.part]
+			buf = append(buf, p.events[ref.i].event(pages[p.worker]))
+		}
+		// A key closes at most a session per event; the rare key that may
+		// close more than a block holds grows its block.
+		if cap(records)-len(records) < min(counts[k], recordBlock) {
+			blocks = append(blocks, records)
+			records = make([]Record, 0, recordBlock)
 		}
 		records = t.run(records, keys[k], buf, maxTime)
 		off += counts[k]
 	}
-	return records, t.stats
+	return append(blocks, records), t.stats
 }
+
+// recordBlock is the number of records in a block of sessionizeShard's.
+const recordBlock = 4096
 
 // eventRef locates an event among a shard's parts. A part holds one chunk's
 // events (a megabyte of input), or all of Sessionize's, which fit in memory
@@ -425,28 +529,35 @@ func (t *Tracker) run(dst []Record, key string, events []Event, maxTime int64) [
 // in the same millisecond only when an end marker closed the first at that
 // instant; the end time orders those, and a stable sort keeps close order
 // for the rest.
-func compareRecords(a, b Record) int {
+func compareRecords(a, b *Record) int {
 	return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Start, b.Start), cmp.Compare(a.End, b.End))
 }
 
-// mergeSorted merges lists sorted by compareRecords.
-func mergeSorted(lists [][]Record) []Record {
+// mergeSorted merges lists sorted by compareRecords, each in blocks.
+func mergeSorted(lists [][][]Record) []Record {
 	n := 0
-	for _, l := range lists {
-		n += len(l)
+	for _, blocks := range lists {
+		for _, b := range blocks {
+			n += len(b)
+		}
 	}
 	out := make([]Record, 0, n)
 	for {
 		best := -1
-		for i, l := range lists {
-			if len(l) > 0 && (best < 0 || compareRecords(l[0], lists[best][0]) < 0) {
+		for i, blocks := range lists {
+			for len(blocks) > 0 && len(blocks[0]) == 0 {
+				blocks = blocks[1:]
+			}
+			lists[i] = blocks
+			if len(blocks) > 0 && (best < 0 || compareRecords(&blocks[0][0], &lists[best][0][0]) < 0) {
 				best = i
 			}
 		}
 		if best < 0 {
 			return out
 		}
-		out = append(out, lists[best][0])
-		lists[best] = lists[best][1:]
+		head := lists[best]
+		out = append(out, head[0][0])
+		head[0] = head[0][1:]
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -177,5 +178,33 @@ func TestKeyTableHashClash(t *testing.T) {
 	}
 	if fmt.Sprint(k.names) != "[a b c d]" {
 		t.Errorf("names %v, want [a b c d]", k.names)
+	}
+}
+
+// TestKeyTableGrows numbers enough keys to grow the table several times:
+// short keys and keys too long for a slot, in runs that share a hash.
+func TestKeyTableGrows(t *testing.T) {
+	k := newKeyTable(0)
+	var keys []string
+	for i := range 5000 {
+		key := fmt.Sprintf("user-%d", i)
+		if i%2 == 1 {
+			key = strings.Repeat("long-", 4) + key // longer than inlineKey
+		}
+		keys = append(keys, key)
+	}
+	hash := func(i int) uint64 { return uint64(i / 3) } // three keys a hash
+	for round := range 2 {
+		for i, key := range keys {
+			if got := k.id([]byte(key), hash(i)); got != int32(i) {
+				t.Fatalf("round %d: id(%q) = %d, want %d", round, key, got, i)
+			}
+		}
+	}
+	if !slices.Equal(k.names, keys) {
+		t.Errorf("names differ from the keys in order of arrival")
+	}
+	if len(k.slots) < len(keys)*4/3 {
+		t.Errorf("%d slots for %d keys: more than 3/4 used", len(k.slots), len(keys))
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fastjson"
+	"github.com/valyala/fastjson/fastfloat"
 )
 
 // Decoding errors. Every error Decode returns wraps exactly one of them, so
@@ -32,16 +33,45 @@ const (
 )
 
 // Decoder maps JSON events onto Events with a pipeline's field paths. It
-// keeps one parser and an intern table, so decoding allocates nothing per
-// field once the pages and keys have been seen.
+// reads most lines in one pass over their fields (scan.go), and the others
+// with a parser it keeps; with an intern table for the pages, decoding
+// allocates nothing per field once the pages and keys have been seen.
 //
 // A Decoder is not safe for concurrent use; give each goroutine its own.
 type Decoder struct {
-	rules                            *Rules
-	p                                fastjson.Parser
-	key, time, id, page, status, soc []string
-	start, end                       []string
-	pages                            map[string]string
+	rules *Rules
+	p     fastjson.Parser
+	paths [numFields][]string
+	// The pages seen, numbered from 1 in pageNames; 0 is no page. recent
+	// holds numbers of pages seen lately, by pageSlot.
+	pages     map[string]int32
+	pageNames []string
+	recent    [recentPages]int32
+
+	// tree is paths merged for scan, nil when scan cannot serve these paths.
+	tree []pathNode
+	bufs [numFields][]byte // decodeReference's copies of the non-string values
+}
+
+// The fields the rules read, in the order Decode checks them.
+const (
+	fieldKey = iota
+	fieldTime
+	fieldID
+	fieldPage
+	fieldStatus
+	fieldSoC
+	fieldStart
+	fieldEnd
+	numFields
+)
+
+// value is a field as the rules read it: a string's content, unescaped, or
+// any other value's JSON text.
+type value struct {
+	t    fastjson.Type
+	text []byte
+	ok   bool // the field is present
 }
 
 // NewDecoder returns a decoder for the rules' fields.
@@ -52,109 +82,142 @@ func NewDecoder(r *Rules) *Decoder {
 		}
 		return strings.Split(p, ".")
 	}
-	return &Decoder{
-		rules: r,
-		key:   path(r.KeyField), time: path(r.TimeField), id: path(r.IDField),
-		page: path(r.PageField), status: path(r.StatusField), soc: path(r.SoCField),
-		start: path(r.StartMarker.Field), end: path(r.EndMarker.Field),
-		pages: make(map[string]string),
+	d := &Decoder{rules: r, pages: make(map[string]int32), pageNames: []string{""}}
+	d.paths = [numFields][]string{
+		fieldKey: path(r.KeyField), fieldTime: path(r.TimeField), fieldID: path(r.IDField),
+		fieldPage: path(r.PageField), fieldStatus: path(r.StatusField), fieldSoC: path(r.SoCField),
+		fieldStart: path(r.StartMarker.Field), fieldEnd: path(r.EndMarker.Field),
 	}
+	d.tree = newPathTree(d.paths)
+	return d
 }
 
-// Decode decodes one JSON event. The key it returns points into the
-// decoder's memory and is valid until the next call. The event's ID is the
-// hash of its id field, or 0 when it has none (the caller may then set a
-// positional identity with PositionID).
+// Decode decodes one JSON event. The key it returns points into line or the
+// decoder's memory and is valid until the next call, as long as line is not
+// changed. The event's ID is the hash of its id field, or 0 when it has none
+// (the caller may then set a positional identity with PositionID).
 func (d *Decoder) Decode(line []byte) (key []byte, e Event, err error) {
+	key, e, _, err = d.decode(line)
+	return key, e, err
+}
+
+// decode is Decode that also returns the number of the event's page in
+// d.pageNames.
+func (d *Decoder) decode(line []byte) (key []byte, e Event, page int32, err error) {
+	var s scanner
+	if d.tree != nil && s.scan(d.tree, line) {
+		return d.event(&s.vals)
+	}
+	return d.decodeReference(line)
+}
+
+// decodeReference decodes with fastjson's full parse. It is the fallback of
+// scan, and the reference scan is tested against.
+func (d *Decoder) decodeReference(line []byte) (key []byte, e Event, page int32, err error) {
 	v, perr := d.p.ParseBytes(line)
 	if perr != nil {
-		return nil, e, fmt.Errorf("%w: %v", ErrNotJSON, perr)
+		return nil, e, 0, fmt.Errorf("%w: %v", ErrNotJSON, perr)
 	}
 	// The parser keeps an unknown escape such as \q as text; RFC 8259 does
 	// not, and such a line must be rejected, not half-read. Only lines with a
 	// backslash pay for the check.
 	if bytes.IndexByte(line, '\\') >= 0 {
 		if verr := fastjson.ValidateBytes(line); verr != nil {
-			return nil, e, fmt.Errorf("%w: %v", ErrNotJSON, verr)
+			return nil, e, 0, fmt.Errorf("%w: %v", ErrNotJSON, verr)
 		}
 	}
 	if v.Type() != fastjson.TypeObject {
-		return nil, e, fmt.Errorf("%w: got %s", ErrNotJSON, v.Type())
+		return nil, e, 0, fmt.Errorf("%w: got %s", ErrNotJSON, v.Type())
 	}
-	kv := v.Get(d.key...)
-	if kv == nil || kv.Type() != fastjson.TypeString {
-		return nil, e, fmt.Errorf("%w: field %q must be a non-empty string", ErrMissingKey, d.rules.KeyField)
+	// Reading a value can change how fastjson re-encodes the objects around
+	// it (it unescapes strings in place), so the fields are read one by one
+	// in Decode's order, each copied as it is read.
+	var vals [numFields]value
+	for f, path := range d.paths {
+		if path == nil && f != fieldKey && f != fieldTime {
+			continue // not configured: never read
+		}
+		vals[f] = d.valueOf(f, v.Get(path...))
 	}
-	key, _ = kv.StringBytes()
+	return d.event(&vals)
+}
+
+func (d *Decoder) valueOf(f int, v *fastjson.Value) value {
+	if v == nil {
+		return value{}
+	}
+	t := v.Type()
+	if t == fastjson.TypeString {
+		b, _ := v.StringBytes()
+		return value{t: t, text: b, ok: true}
+	}
+	d.bufs[f] = v.MarshalTo(d.bufs[f][:0])
+	return value{t: t, text: d.bufs[f], ok: true}
+}
+
+// event applies the rules to the fields, whichever path read them.
+func (d *Decoder) event(vals *[numFields]value) (key []byte, e Event, page int32, err error) {
+	kv := vals[fieldKey]
+	if !kv.ok || kv.t != fastjson.TypeString {
+		return nil, e, 0, fmt.Errorf("%w: field %q must be a non-empty string", ErrMissingKey, d.rules.KeyField)
+	}
+	key = kv.text
 	if len(key) == 0 {
-		return nil, e, fmt.Errorf("%w: field %q is empty", ErrMissingKey, d.rules.KeyField)
+		return nil, e, 0, fmt.Errorf("%w: field %q is empty", ErrMissingKey, d.rules.KeyField)
 	}
 	if !utf8.Valid(key) {
-		return nil, e, fmt.Errorf("%w: field %q is not valid UTF-8", ErrMissingKey, d.rules.KeyField)
+		return nil, e, 0, fmt.Errorf("%w: field %q is not valid UTF-8", ErrMissingKey, d.rules.KeyField)
 	}
-	if e.Time, err = d.eventTime(v.Get(d.time...)); err != nil {
-		return nil, e, err
+	if e.Time, err = d.eventTime(vals[fieldTime]); err != nil {
+		return nil, e, 0, err
 	}
-	if d.id != nil {
-		if iv := v.Get(d.id...); iv != nil {
-			e.ID = identity(iv)
+	// A field without a path is never read, and so never ok.
+	if iv := vals[fieldID]; iv.ok {
+		e.ID = identity(iv)
+	}
+	if pv := vals[fieldPage]; pv.ok && pv.t == fastjson.TypeString {
+		if !utf8.Valid(pv.text) {
+			return nil, e, 0, fmt.Errorf("%w: field %q is not valid UTF-8", ErrBadField, d.rules.PageField)
 		}
+		e.Page, page = d.intern(pv.text)
 	}
-	if d.page != nil {
-		if pv := v.Get(d.page...); pv != nil && pv.Type() == fastjson.TypeString {
-			b, _ := pv.StringBytes()
-			if !utf8.Valid(b) {
-				return nil, e, fmt.Errorf("%w: field %q is not valid UTF-8", ErrBadField, d.rules.PageField)
-			}
-			e.Page = d.intern(b)
-		}
-	}
-	if d.status != nil {
-		active, err := status(v.Get(d.status...))
+	if d.paths[fieldStatus] != nil {
+		active, err := status(vals[fieldStatus])
 		if err != nil {
-			return nil, e, fmt.Errorf("%w: field %q: %v", ErrBadField, d.rules.StatusField, err)
+			return nil, e, 0, fmt.Errorf("%w: field %q: %v", ErrBadField, d.rules.StatusField, err)
 		}
 		if active {
 			e.Flags |= FlagActive
 		}
 	}
-	if d.soc != nil {
-		if sv := v.Get(d.soc...); sv != nil && sv.Type() != fastjson.TypeNull {
-			f, ok := number(sv)
-			if !ok {
-				return nil, e, fmt.Errorf("%w: field %q must be a number", ErrBadField, d.rules.SoCField)
-			}
-			e.SoC = f
-			e.Flags |= FlagSoC
+	if sv := vals[fieldSoC]; sv.ok && sv.t != fastjson.TypeNull {
+		f, ok := number(sv)
+		if !ok {
+			return nil, e, 0, fmt.Errorf("%w: field %q must be a number", ErrBadField, d.rules.SoCField)
 		}
+		e.SoC = f
+		e.Flags |= FlagSoC
 	}
-	if d.start != nil && matches(v.Get(d.start...), d.rules.StartMarker.Value) {
+	if matches(vals[fieldStart], d.rules.StartMarker.Value) {
 		e.Flags |= FlagStart
 	}
-	if d.end != nil && matches(v.Get(d.end...), d.rules.EndMarker.Value) {
+	if matches(vals[fieldEnd], d.rules.EndMarker.Value) {
 		e.Flags |= FlagEnd
 	}
-	return key, e, nil
+	return key, e, page, nil
 }
 
 // PositionID is the identity of an event without an id field: its source
 // position, such as "topic/partition/offset" or "file:line".
 func PositionID(position string) uint64 { return nonZero(xxhash.Sum64String(position)) }
 
-func identity(v *fastjson.Value) uint64 {
-	if v.Type() == fastjson.TypeString {
-		b, _ := v.StringBytes()
-		if len(b) == 0 {
-			return 0
-		}
-		return nonZero(xxhash.Sum64(b))
-	}
-	if v.Type() == fastjson.TypeNull {
+func identity(v value) uint64 {
+	switch {
+	case v.t == fastjson.TypeNull, v.t == fastjson.TypeString && len(v.text) == 0:
 		return 0
 	}
 	// Numbers and other literals: their JSON text is their identity.
-	var buf [64]byte
-	return nonZero(xxhash.Sum64(v.MarshalTo(buf[:0])))
+	return nonZero(xxhash.Sum64(v.text))
 }
 
 // nonZero keeps 0 free to mean "no identity".
@@ -165,32 +228,51 @@ func nonZero(h uint64) uint64 {
 	return h
 }
 
-func (d *Decoder) intern(b []byte) string {
-	if s, ok := d.pages[string(b)]; ok {
-		return s
+// intern returns the one copy of a page and its number.
+func (d *Decoder) intern(b []byte) (string, int32) {
+	// Most events are on a few pages: a look at recent is cheaper than
+	// hashing all of the page for the map.
+	slot := &d.recent[pageSlot(b)]
+	if n := *slot; n != 0 && d.pageNames[n] == string(b) {
+		return d.pageNames[n], n
 	}
-	s := string(b)
-	d.pages[s] = s
-	return s
+	n, ok := d.pages[string(b)]
+	if !ok {
+		n = int32(len(d.pageNames))
+		s := string(b)
+		d.pages[s] = n
+		d.pageNames = append(d.pageNames, s)
+	}
+	*slot = n
+	return d.pageNames[n], n
+}
+
+const recentPages = 64 // a power of two
+
+func pageSlot(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	return (len(b) ^ int(b[0])<<1 ^ int(b[len(b)-1])<<3) & (recentPages - 1)
 }
 
 // eventTime reads epoch numbers (in the rules' unit), numeric strings and
 // RFC 3339 / ISO-8601 strings.
-func (d *Decoder) eventTime(v *fastjson.Value) (int64, error) {
-	if v == nil {
+func (d *Decoder) eventTime(v value) (int64, error) {
+	if !v.ok {
 		return 0, fmt.Errorf("%w: field %q is missing", ErrBadTime, d.rules.TimeField)
 	}
 	var ms int64
-	switch v.Type() {
+	switch v.t {
 	case fastjson.TypeNumber:
-		if n, err := v.Int64(); err == nil {
+		if n, err := jsonInt(v.text); err == nil {
 			ms = d.scale(n)
 		} else {
-			f, _ := v.Float64()
+			f, _ := jsonFloat(v.text)
 			ms = d.scaleFloat(f)
 		}
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
+		b := v.text
 		if n, ok := parseDigits(b); ok {
 			ms = d.scale(n)
 		} else if t, ok := parseTimestamp(b); ok {
@@ -201,7 +283,7 @@ func (d *Decoder) eventTime(v *fastjson.Value) (int64, error) {
 			return 0, fmt.Errorf("%w: field %q: %q", ErrBadTime, d.rules.TimeField, b)
 		}
 	default:
-		return 0, fmt.Errorf("%w: field %q is a %s", ErrBadTime, d.rules.TimeField, v.Type())
+		return 0, fmt.Errorf("%w: field %q is a %s", ErrBadTime, d.rules.TimeField, v.t)
 	}
 	if ms < minTime || ms >= maxTime {
 		return 0, fmt.Errorf("%w: field %q: %d ms is not between 1970 and 2100", ErrTimeRange, d.rules.TimeField, ms)
@@ -298,58 +380,61 @@ func parseTimestamp(b []byte) (int64, bool) {
 	return 0, false
 }
 
-// number reads a JSON number or a numeric string.
-func number(v *fastjson.Value) (float64, bool) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		f, err := v.Float64()
-		return f, err == nil
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		f, err := strconv.ParseFloat(string(b), 64)
-		return f, err == nil
+// jsonInt reads a JSON number's text as fastjson's Value.Int64 does. Up to
+// 18 digits, which fastfloat reads to the same value, it skips the copy to a
+// string that fastfloat's signature costs.
+func jsonInt(text []byte) (int64, error) {
+	if n, ok := parseDigits(text); ok {
+		return n, nil
 	}
-	return 0, false
+	return fastfloat.ParseInt64(string(text))
+}
+
+// jsonFloat reads a JSON number's text as fastjson's Value.Float64 does.
+func jsonFloat(text []byte) (float64, error) {
+	return fastfloat.Parse(string(text))
+}
+
+// number reads a JSON number or a numeric string.
+func number(v value) (float64, bool) {
+	var f float64
+	var err error
+	switch v.t {
+	case fastjson.TypeNumber:
+		f, err = jsonFloat(v.text)
+	case fastjson.TypeString:
+		f, err = strconv.ParseFloat(string(v.text), 64)
+	default:
+		return 0, false
+	}
+	return f, err == nil
 }
 
 // status reads a charge status: 1/0, true/false, or those as strings.
-func status(v *fastjson.Value) (bool, error) {
-	if v == nil {
+func status(v value) (bool, error) {
+	if !v.ok {
 		return false, errors.New("missing")
 	}
-	var text []byte
-	switch v.Type() {
+	switch v.t {
 	case fastjson.TypeTrue:
 		return true, nil
 	case fastjson.TypeFalse:
 		return false, nil
-	case fastjson.TypeString:
-		text, _ = v.StringBytes()
-	case fastjson.TypeNumber:
-		var buf [32]byte
-		text = v.MarshalTo(buf[:0])
+	case fastjson.TypeString, fastjson.TypeNumber:
 	default:
-		return false, fmt.Errorf("want 0 or 1, got %s", v.Type())
+		return false, fmt.Errorf("want 0 or 1, got %s", v.t)
 	}
-	switch string(text) {
+	switch string(v.text) {
 	case "1", "true", "1.0":
 		return true, nil
 	case "0", "false", "0.0":
 		return false, nil
 	}
-	return false, fmt.Errorf("want 0 or 1, got %q", text)
+	return false, fmt.Errorf("want 0 or 1, got %q", v.text)
 }
 
 // matches compares a field with a marker value: strings by their text,
 // other JSON values by their literal (`is_last=true`).
-func matches(v *fastjson.Value, want string) bool {
-	if v == nil {
-		return false
-	}
-	if v.Type() == fastjson.TypeString {
-		b, _ := v.StringBytes()
-		return string(b) == want
-	}
-	var buf [64]byte
-	return bytes.Equal(v.MarshalTo(buf[:0]), []byte(want))
+func matches(v value, want string) bool {
+	return v.ok && string(v.text) == want
 }

@@ -122,7 +122,7 @@ func streamed(rng *rand.Rand, r *Rules, arrival []Keyed) []Record {
 	for _, k := range keys {
 		out = append(out, trackers[k].Finish(maxTime)...)
 	}
-	slices.SortStableFunc(out, compareRecords)
+	slices.SortStableFunc(out, func(a, b Record) int { return compareRecords(&a, &b) })
 	return out
 }
 
