@@ -49,8 +49,9 @@ fuzz:
 ## bench: everything measured, side by side in one run (BENCHMARKS.md): the
 ## Go benchmarks of the rules engine and the ingest path, the streaming
 ## pipeline end to end against temporaltest and the dev server with Temporal's
-## own SignalWithStart ceiling (bench/stream, ~10 min), then the batch engine
-## against DuckDB and pandas on 10M events (bench-batch).
+## own SignalWithStart ceiling and the worker's memory at 10,000 open sessions
+## (bench/stream, ~20 min), then the batch engine against DuckDB and pandas on
+## 10M events (bench-batch).
 bench: build tools
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./session ./ingest
 	$(GO) run ./bench/stream --bin $(BIN)

@@ -11,7 +11,7 @@
 // The results go to a JSON file, plots next to it (bench/stream/plot.py) and
 // a Markdown table on stdout.
 //
-//	go run ./bench/stream                      # both servers, ~10 minutes
+//	go run ./bench/stream                      # both servers, ~20 minutes
 //	go run ./bench/stream --servers temporaltest --duration 1m --warmup 20s
 package main
 
@@ -98,11 +98,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 Runs the streaming benchmark against each server of --servers in turn:
 Temporal's SignalWithStart ceiling with a no-op workflow, then generator ->
 Kafka (kfake, 4 partitions per topic) -> ingesters -> Temporal -> Parquet on
-MinIO + webhook, at a fixed offered load. Writes a JSON results file and PNG
-plots and prints a Markdown table. Everything but MinIO and the dev server
-runs in this process. Needs bin/minio and, for devserver, bin/temporal
-(make tools). The defaults take about 10 minutes and offer about 750
-events/s (2.7M events/hour): 8,000 users and 350 drones.
+MinIO + webhook, at a fixed offered load; then, in a process and server of
+their own, --open-sessions sessions opened at once to measure the worker's
+memory. Writes a JSON results file and PNG plots and prints a Markdown table.
+Everything but MinIO and the dev server runs in this process. Needs
+bin/minio and, for devserver, bin/temporal (make tools). The defaults take
+about 20 minutes (3-9 of them the open sessions, per server) and offer about
+750 events/s (2.7M events/hour): 8,000 users and 350 drones.
 
 Flags:
 `)
