@@ -119,16 +119,12 @@ func (b *bench) runOpen(ctx context.Context) (ServerResult, error) {
 	if err != nil {
 		return res, err
 	}
-	b.logger.Info("starting Temporal")
-	srv, err := startTemporal(ctx, b.name, b.o.bin, b.dir, quiet(b.logger, b.o.verbose))
+	bucket := "bench-open-" + b.name
+	srv, err := b.startServer(ctx, bucket)
 	if err != nil {
 		return res, err
 	}
 	defer srv.stop()
-	bucket := "bench-open-" + b.name
-	if err := b.s3.makeBucket(ctx, bucket); err != nil {
-		return res, err
-	}
 	pr := &probe{closes: newCloseLog()}
 	acts := &activities.Activities{S3: b.s3.client, Bucket: bucket,
 		Webhook: &activities.Webhook{URL: "http://127.0.0.1:1/unused", Client: &http.Client{Timeout: time.Second}}}

@@ -55,16 +55,12 @@ type ServerResult struct {
 // pipelines.
 func (b *bench) run(ctx context.Context) (ServerResult, error) {
 	res := ServerResult{Server: b.name}
-	b.logger.Info("starting Temporal")
-	srv, err := startTemporal(ctx, b.name, b.o.bin, b.dir, quiet(b.logger, b.o.verbose))
+	bucket := "bench-" + b.name
+	srv, err := b.startServer(ctx, bucket)
 	if err != nil {
 		return res, err
 	}
 	defer srv.stop()
-	bucket := "bench-" + b.name
-	if err := b.s3.makeBucket(ctx, bucket); err != nil {
-		return res, err
-	}
 	pr := &probe{closes: newCloseLog(), clock: newClockTimeline(b.pipelines)}
 	wopts := worker.Options{Interceptors: []interceptor.WorkerInterceptor{pr}, MaxConcurrentWorkflowTaskPollers: b.o.wftPollers}
 	c := srv.client()
@@ -96,6 +92,20 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 		pres.CeilingShare = pres.SignalsPerSec / res.Ceiling.SignalsPerSec
 	}
 	return res, err
+}
+
+// startServer starts this child's Temporal server and makes its bucket.
+func (b *bench) startServer(ctx context.Context, bucket string) (temporalServer, error) {
+	b.logger.Info("starting Temporal")
+	srv, err := startTemporal(ctx, b.name, b.o.bin, b.dir, quiet(b.logger, b.o.verbose))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.s3.makeBucket(ctx, bucket); err != nil {
+		srv.stop()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // countingSignaller counts what Temporal accepted from the ingesters.
