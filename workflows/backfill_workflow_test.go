@@ -120,9 +120,7 @@ func bfInput(t *testing.T) BackfillInput {
 func runBackfill(t *testing.T, m *bfMocks, in BackfillInput) (BackfillProgress, int, error) {
 	t.Helper()
 	for runs := 1; ; runs++ {
-		var suite testsuite.WorkflowTestSuite
-		suite.SetLogger(bfQuietLogger())
-		env := suite.NewTestWorkflowEnvironment()
+		env := newTestEnv(bfQuietLogger())
 		m.register(env)
 		env.ExecuteWorkflow(BackfillWorkflow, in)
 		err := env.GetWorkflowError()

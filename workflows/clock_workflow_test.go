@@ -9,7 +9,6 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sessionflow/sessionflow/session"
@@ -70,9 +69,7 @@ func TestClockApply(t *testing.T) {
 }
 
 func TestClockWorkflowRate(t *testing.T) {
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(quietLogger())
-	env := suite.NewTestWorkflowEnvironment()
+	env := newTestEnv(quietLogger())
 	send := func(d time.Duration, at int64) {
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(SignalWatermark, WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: at}}})

@@ -44,9 +44,7 @@ func newHarness(t *testing.T) *harness { return newHarnessNotifyDelay(t, 0) }
 
 // newHarnessNotifyDelay makes notifications take d of virtual time.
 func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(quietLogger())
-	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), clockW: session.NoWatermark}
+	h := &harness{t: t, env: newTestEnv(quietLogger()), clockW: session.NoWatermark}
 	var a *activities.Activities
 	var ta *TemporalActivities
 	h.env.RegisterActivity(a)

@@ -27,9 +27,7 @@ type sinkHarness struct {
 }
 
 func newSinkHarness(t *testing.T) *sinkHarness {
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(quietLogger())
-	h := &sinkHarness{env: suite.NewTestWorkflowEnvironment()}
+	h := &sinkHarness{env: newTestEnv(quietLogger())}
 	var a *activities.Activities
 	h.env.RegisterActivity(a)
 	h.env.OnActivity(a.WriteParquet, mock.Anything, mock.Anything).Return(
