@@ -417,7 +417,7 @@ func listKeys(t *testing.T, a *Activities, prefix string) []string {
 
 func base(key string, start, end int64, p session.Profile) session.Record {
 	return session.Record{
-		SessionID: session.SessionID(key, start), Key: key, Pipeline: "pipe-" + string(p), Profile: string(p),
+		SessionID: session.SessionID(key, start, 0), Key: key, Pipeline: "pipe-" + string(p), Profile: string(p),
 		Start: start, End: end, DurationMs: end - start, EventCount: 3,
 		CloseReason: session.ReasonInactivity, ClosedAtMs: end + 30_000,
 	}

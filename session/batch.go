@@ -513,6 +513,7 @@ type eventRef struct{ part, i int32 }
 // keeps no reference to them, so the caller may reuse the slice.
 func (t *Tracker) run(dst []Record, key string, events []Event, maxTime int64) []Record {
 	t.key, t.pending, t.w, t.open = key, events, NoWatermark, false
+	t.last = SessionStart{Start: NoWatermark}
 	clear(t.seen)
 	t.seenAt = 0
 	t.sorted = slices.IsSortedFunc(events, compareEvents)

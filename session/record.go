@@ -56,8 +56,16 @@ type ChargingAttrs struct {
 	Status     string  `json:"status"`
 }
 
-// SessionID is the deterministic id of a key's session that starts at
-// startMs: a replay or a backfill of the same events yields the same id.
-func SessionID(key string, startMs int64) string {
-	return key + "/" + strconv.FormatInt(startMs, 10)
+// SessionID is the id of a key's session that starts at startMs:
+// "<key>/<startMs>", and "<key>/<startMs>-<tie>" for the tie-th later session
+// of the key that starts in that same millisecond (possible only after an end
+// marker closed the one before at that instant). It is unique per pipeline
+// and deterministic: a replay or a backfill of the same events yields the
+// same ids. The Tracker assigns tie; nothing else should.
+func SessionID(key string, startMs int64, tie int) string {
+	id := key + "/" + strconv.FormatInt(startMs, 10)
+	if tie > 0 {
+		id += "-" + strconv.Itoa(tie)
+	}
+	return id
 }

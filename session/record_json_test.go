@@ -19,7 +19,7 @@ func marshalNoHTML(t testing.TB, r *Record) []byte {
 
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	click := func(key string, pages []string) Record {
-		return Record{SessionID: SessionID(key, t0), Key: key, Pipeline: "web", Profile: "clickstream", Start: t0,
+		return Record{SessionID: SessionID(key, t0, 0), Key: key, Pipeline: "web", Profile: "clickstream", Start: t0,
 			End: t0 + 5, DurationMs: 5, EventCount: 2, CloseReason: ReasonInactivity,
 			ClickstreamAttrs: &ClickstreamAttrs{PagesVisited: pages}}
 	}

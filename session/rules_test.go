@@ -86,9 +86,31 @@ func checkSessions(t *testing.T, got []Record, wants []want) {
 		if r.DurationMs != r.End-r.Start {
 			t.Errorf("%s: duration_ms %d, want end-start %d", r.SessionID, r.DurationMs, r.End-r.Start)
 		}
-		if r.SessionID != fmt.Sprintf("%s/%d", r.Key, r.Start) {
-			t.Errorf("session_id %q is not key/start", r.SessionID)
+	}
+	checkIDs(t, got)
+}
+
+// checkIDs holds records to the id contract: "<key>/<start>", with "-<n>"
+// for the n-th later session of the key that starts in that millisecond,
+// and no id twice.
+func checkIDs(t *testing.T, got []Record) {
+	t.Helper()
+	seen := map[string]bool{}
+	tie := map[string]int{} // "<key>/<start>" → sessions seen with it
+	for _, r := range got {
+		base := fmt.Sprintf("%s/%d", r.Key, r.Start)
+		want := base
+		if n := tie[base]; n > 0 {
+			want = fmt.Sprintf("%s-%d", base, n)
 		}
+		tie[base]++
+		if r.SessionID != want {
+			t.Errorf("session_id %q, want %q", r.SessionID, want)
+		}
+		if seen[r.SessionID] {
+			t.Errorf("session_id %q twice", r.SessionID)
+		}
+		seen[r.SessionID] = true
 	}
 }
 

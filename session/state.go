@@ -4,8 +4,11 @@ package session
 // workflow can carry it across continue-as-new and show it in a query.
 type OpenSession struct {
 	Start int64 `json:"start"` // first event
-	Last  int64 `json:"last"`  // last applied event, of any status
-	End   int64 `json:"end"`   // last counted event: the session end
+	// Tie numbers the sessions of the key that start in the same
+	// millisecond: 0 for the first, then 1, 2, … (SessionID).
+	Tie   int   `json:"tie,omitempty"`
+	Last  int64 `json:"last"` // last applied event, of any status
+	End   int64 `json:"end"`  // last counted event: the session end
 	Count int64 `json:"count"`
 
 	Pages []string `json:"pages,omitempty"`
@@ -53,9 +56,10 @@ func (s *OpenSession) deadline(l *limits) (int64, Reason) {
 	return d, why
 }
 
-// begin makes s a new session of its first event e.
-func (s *OpenSession) begin(e Event, pages []string) {
-	*s = OpenSession{Start: e.Time, Last: e.Time, End: e.Time, Count: 1, Pages: pages}
+// begin makes s a new session of its first event e, the tie-th of its key
+// to start at e's time.
+func (s *OpenSession) begin(e Event, tie int, pages []string) {
+	*s = OpenSession{Start: e.Time, Tie: tie, Last: e.Time, End: e.Time, Count: 1, Pages: pages}
 	if e.Page != "" {
 		s.Pages = append(s.Pages, e.Page)
 	}
@@ -109,7 +113,7 @@ func contains(pages []string, p string) bool {
 // record turns the session into its Record.
 func (s *OpenSession) record(r *Rules, l *limits, pipeline, key string, why Reason) Record {
 	rec := Record{
-		SessionID:   SessionID(key, s.Start),
+		SessionID:   SessionID(key, s.Start, s.Tie),
 		Key:         key,
 		Pipeline:    pipeline,
 		Profile:     string(r.Profile),

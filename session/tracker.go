@@ -27,6 +27,8 @@ type Tracker struct {
 
 	open   bool
 	cur    OpenSession
+	last   SessionStart        // of the last closed session; Start is NoWatermark before one
+	gate   func() bool         // GateTies
 	seen   map[uint64]struct{} // identities applied to the open session
 	seenAt int64               // time of the last identity put in seen
 
@@ -46,8 +48,25 @@ type Stats struct {
 // NewTracker returns the engine of one key. The rules must be valid; the
 // pipeline name is copied into the records.
 func NewTracker(r *Rules, pipeline, key string) *Tracker {
-	return &Tracker{rules: r, lim: newLimits(r), pipeline: pipeline, key: key, w: NoWatermark, sorted: true}
+	return &Tracker{rules: r, lim: newLimits(r), pipeline: pipeline, key: key, w: NoWatermark, sorted: true,
+		last: SessionStart{Start: NoWatermark}}
 }
+
+// SessionStart is when a session started and its place among the key's
+// sessions that started in that millisecond (OpenSession.Tie).
+type SessionStart struct {
+	Start int64 `json:"start"`
+	Tie   int   `json:"tie,omitempty"`
+}
+
+// GateTies makes the numbering of a session that starts in the same
+// millisecond as the key's previous one (SessionID's tie) depend on allow,
+// asked once for each such session; when it says no, the session gets the
+// plain "<key>/<start>" id. A workflow answers with workflow.GetVersion, so
+// that its runs recorded before ties were numbered replay with the ids they
+// had, and so that the version marker is written only by the rare run that
+// meets a tie. Without a gate ties are always numbered.
+func (t *Tracker) GateTies(allow func() bool) { t.gate = allow }
 
 // TrackBreaks makes the tracker remember the start time of every break it
 // applies, for TakeBreaks (break notifications).
@@ -144,7 +163,7 @@ func (t *Tracker) apply(e Event) {
 	}
 	if t.open {
 		if t.cur.join(e, t.rules.breaks()) && t.track {
-			t.breaks = append(t.breaks, Break{SessionID: SessionID(t.key, t.cur.Start), Start: e.Time})
+			t.breaks = append(t.breaks, Break{SessionID: SessionID(t.key, t.cur.Start, t.cur.Tie), Start: e.Time})
 		}
 	} else {
 		if !t.rules.opens(e) {
@@ -157,7 +176,7 @@ func (t *Tracker) apply(e Event) {
 		if e.Time > t.seenAt && len(t.seen) > 0 {
 			clear(t.seen)
 		}
-		t.cur.begin(e, nil)
+		t.cur.begin(e, t.tie(e.Time), nil)
 		t.open = true
 	}
 	if e.ID != 0 {
@@ -172,8 +191,19 @@ func (t *Tracker) apply(e Event) {
 	}
 }
 
+// tie is the tie number of a session that starts at time start. Sessions
+// of a key start in time order, so only the last closed one can share the
+// millisecond.
+func (t *Tracker) tie(start int64) int {
+	if start != t.last.Start || (t.gate != nil && !t.gate()) {
+		return 0
+	}
+	return t.last.Tie + 1
+}
+
 func (t *Tracker) close(why Reason) {
 	t.closed = append(t.closed, t.cur.record(t.rules, &t.lim, t.pipeline, t.key, why))
+	t.last = SessionStart{Start: t.cur.Start, Tie: t.cur.Tie}
 	t.cur = OpenSession{}
 	t.open = false
 }
@@ -245,7 +275,10 @@ type TrackerState struct {
 	Open      *OpenSession `json:"open,omitempty"`
 	Seen      []uint64     `json:"seen,omitempty"` // sorted, for a stable encoding
 	SeenAt    int64        `json:"seen_at,omitempty"`
-	Stats     Stats        `json:"stats"`
+	// Last is the start of the last closed session while an event may still
+	// start another in that millisecond (the watermark is not above it).
+	Last  *SessionStart `json:"last,omitempty"`
+	Stats Stats         `json:"stats"`
 }
 
 // State returns the tracker's state. Closed records not yet returned by
@@ -257,6 +290,10 @@ func (t *Tracker) State() TrackerState {
 		cur := t.cur
 		cur.Pages = slices.Clone(cur.Pages)
 		s.Open = &cur
+	}
+	if t.last.Start != NoWatermark && t.last.Start >= t.w {
+		last := t.last
+		s.Last = &last
 	}
 	for id := range t.seen {
 		s.Seen = append(s.Seen, id)
@@ -274,6 +311,9 @@ func RestoreTracker(r *Rules, pipeline, key string, s TrackerState) *Tracker {
 	if s.Open != nil {
 		t.cur, t.open = *s.Open, true
 		t.cur.Pages = slices.Clone(s.Open.Pages)
+	}
+	if s.Last != nil {
+		t.last = *s.Last
 	}
 	if len(s.Seen) > 0 {
 		t.seen = make(map[uint64]struct{}, len(s.Seen))

@@ -12,13 +12,15 @@ import (
 
 // randomEvents makes a key-mixed event set that exercises every rule: gaps
 // around the limits, repeats of identities, ties, end and start markers,
-// charging breaks.
+// charging breaks, and events in an end marker's millisecond (a double
+// submit), which start a session with a tie-numbered id.
 func randomEvents(rng *rand.Rand, r *Rules, n int) []Keyed {
 	keys := []string{"a", "b", "c", "d"}
 	pages := []string{"home", "search", "cart", "logout"}
 	steps := []int64{0, 1, 59 * sec, 4 * mnt, 5 * mnt, 5*mnt + 1, 14 * mnt, 15 * mnt, 15*mnt + 1,
 		29 * mnt, 30 * mnt, 30*mnt + 1, 45 * mnt, 2 * 60 * mnt}
 	last := map[string]int64{}
+	endAt := map[string]int64{} // a key's last end marker, while a tie may follow it
 	events := make([]Keyed, 0, n)
 	for i := range n {
 		k := keys[rng.IntN(len(keys))]
@@ -27,6 +29,13 @@ func randomEvents(rng *rand.Rand, r *Rules, n int) []Keyed {
 			t -= steps[rng.IntN(len(steps))]
 		}
 		t = max(t, 0)
+		if at, ok := endAt[k]; ok { // more events in the marker's millisecond, or no more
+			if rng.IntN(2) == 0 {
+				t = at
+			} else {
+				delete(endAt, k)
+			}
+		}
 		last[k] = max(last[k], t)
 		e := Event{Time: t0 + t, Seq: int64(i + 1)}
 		if rng.IntN(3) == 0 {
@@ -51,6 +60,9 @@ func randomEvents(rng *rand.Rand, r *Rules, n int) []Keyed {
 			case 1:
 				e.Flags |= FlagEnd
 			}
+		}
+		if e.Flags&FlagEnd != 0 {
+			endAt[k] = e.Time - t0
 		}
 		events = append(events, Keyed{Key: k, Event: e})
 	}
@@ -137,6 +149,7 @@ func TestStreamingEqualsBatch(t *testing.T) {
 		rulesOf(t, OpenClose, nil),
 		rulesOf(t, Clickstream, func(r *Rules) { r.Gap = 5 * time.Minute; r.MaxDuration = 0 }),
 	}
+	ties := 0 // sessions that start in their predecessor's millisecond
 	for pi, r := range profiles {
 		for seed := range uint64(300) {
 			rng := rand.New(rand.NewPCG(seed, uint64(pi)))
@@ -149,8 +162,18 @@ func TestStreamingEqualsBatch(t *testing.T) {
 				t.Fatalf("%s seed %d: streaming and batch differ\nstreaming %v\nbatch     %v",
 					r.Profile, seed, summarize(got), summarize(want))
 			}
+			checkIDs(t, want)
+			for i := 1; i < len(want); i++ {
+				if want[i].Key == want[i-1].Key && want[i].Start == want[i-1].Start {
+					ties++
+				}
+			}
 		}
 	}
+	if ties < 100 {
+		t.Errorf("only %d sessions started in their predecessor's millisecond; the generator must make ties", ties)
+	}
+	t.Logf("%d tie-numbered sessions", ties)
 }
 
 func TestTrackerWatermark(t *testing.T) {
@@ -196,7 +219,7 @@ func TestTrackerBreaks(t *testing.T) {
 	tr.Add(Event{Time: t0, Flags: FlagActive}, Event{Time: t0 + mnt}, Event{Time: t0 + 2*mnt, Flags: FlagActive},
 		Event{Time: t0 + 3*mnt})
 	tr.Advance(t0 + 3*mnt + 1)
-	id := SessionID("d", t0)
+	id := SessionID("d", t0, 0)
 	if got := tr.TakeBreaks(); !reflect.DeepEqual(got, []Break{{id, t0 + mnt}, {id, t0 + 3*mnt}}) {
 		t.Errorf("breaks %v", got)
 	}
