@@ -93,8 +93,17 @@ func newSessionRun(ctx workflow.Context, in SessionInput) *sessionRun {
 	if p.Notify.BreakStarted {
 		r.tr.TrackBreaks()
 	}
+	// Runs recorded before tie-numbered ids met a tie with the plain id;
+	// asking only at a tie keeps the version marker out of every other run.
+	r.tr.GateTies(func() bool {
+		return workflow.GetVersion(ctx, changeTieIDs, workflow.DefaultVersion, 1) >= 1
+	})
 	return r
 }
+
+// changeTieIDs is the workflow.GetVersion change id of numbering a session
+// that starts in its predecessor's millisecond ("<key>/<start>-<n>").
+const changeTieIDs = "tie-numbered-session-ids"
 
 func (r *sessionRun) run() (session.Record, error) {
 	if err := workflow.SetQueryHandler(r.ctx, QueryState, r.state); err != nil {
