@@ -54,6 +54,7 @@ func TestEndToEnd(t *testing.T) {
 	defer w.Stop()
 
 	rules := testRules(t)
+	rules.EndMarker = session.Marker{Field: "page_name", Value: "logout"}
 	pipeline := workflows.Pipeline{Name: "clicks", Rules: rules, Buckets: 4, MaxWait: 2 * time.Second, Visibility: true,
 		Sink: workflows.SinkLimits{MaxRecords: 1000, MaxAge: time.Second}}
 	in := newE2EInput(t, rules, users, events)
@@ -129,6 +130,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("Parquet holds %d sessions, the batch engine finds %d over the on-time events", len(got), len(in.want))
 		diff(t, got, in.want)
 	}
+	ids := map[string]int{}
+	for _, r := range got {
+		if ids[r.SessionID]++; ids[r.SessionID] == 2 {
+			t.Errorf("session_id %s in Parquet twice", r.SessionID)
+		}
+	}
+	if ids[in.tie] != 1 {
+		t.Errorf("the tie's successor %s is in Parquet %d times, want once", in.tie, ids[in.tie])
+	}
 
 	lateGot, err := activities.ReadLate(ctx, s3.Client, s3.Bucket, pipeline.Name)
 	if err != nil {
@@ -172,6 +182,7 @@ type e2eInput struct {
 	late     []session.Keyed // the events injected far behind the watermark
 	latePos  []int           // their indexes in messages
 	want     []session.Record
+	tie      string // the id of a session that starts in its predecessor's millisecond
 }
 
 // newE2EInput generates the clicks, delays each by up to half the lateness
@@ -183,6 +194,10 @@ type e2eInput struct {
 // lateness behind it. (An event merely far behind its partition's read
 // position is not: W moves only as fast as marks are acknowledged and
 // published, and an event that W has not passed is on time.)
+//
+// Halfway through, a user clicks, logs out and clicks twice more in one
+// millisecond (a double submit) and logs out a second later: two sessions
+// that start in the same millisecond, the second with a "-1" id.
 func newE2EInput(t *testing.T, rules session.Rules, users, events int) e2eInput {
 	lines, keys := clicks(t, users, events, 21)
 	rng := rand.New(rand.NewPCG(21, 22))
@@ -195,7 +210,21 @@ func newE2EInput(t *testing.T, rules session.Rules, users, events int) e2eInput 
 	}
 	earliest := slices.Min(times)
 	var in e2eInput
+	var tieLines [][]byte
 	for n, i := range order {
+		if n == len(order)/2 {
+			at := times[i]
+			for j, c := range []struct {
+				off  int64
+				page string
+			}{{0, "home"}, {0, "logout"}, {0, "home"}, {0, "search"}, {1000, "logout"}} {
+				line := fmt.Appendf(nil, `{"uuid":"tie-user","event_timestamp":%d,"page_name":%q,"event_id":"tie-%d"}`, at+c.off, c.page, j)
+				tieLines = append(tieLines, line)
+				in.messages = append(in.messages, keyed("tie-user", line))
+				in.times = append(in.times, at+c.off)
+			}
+			in.tie = fmt.Sprintf("tie-user/%d-1", at)
+		}
 		if n >= len(order)*6/10 && n%120 == 0 {
 			at := earliest - 2*rules.Lateness.Milliseconds() - int64(n)
 			id := fmt.Sprintf("late-%d", n)
@@ -212,6 +241,9 @@ func newE2EInput(t *testing.T, rules session.Rules, users, events int) e2eInput 
 		in.messages = append(in.messages, keyed(keys[i], lines[i]))
 		in.times = append(in.times, times[i])
 	}
-	in.want = batchRecords(t, rules, "clicks", lines)
+	in.want = batchRecords(t, rules, "clicks", append(slices.Clip(lines), tieLines...))
+	if !slices.ContainsFunc(in.want, func(r session.Record) bool { return r.SessionID == in.tie }) {
+		t.Fatalf("the batch engine has no session %s", in.tie)
+	}
 	return in
 }
