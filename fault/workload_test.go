@@ -130,6 +130,9 @@ func newWorkload(t testing.TB, rules session.Rules, o workloadOptions) *workload
 		keyless[rng.IntN(len(events))] = true
 	}
 	for n, e := range events {
+		if n == len(events)/2 {
+			w.addTies(e.time)
+		}
 		if n >= len(events)*6/10 && n%120 == 0 {
 			at := events[n/10].time - 2*lateness
 			line := fmt.Appendf(nil, `{"uuid":%q,"event_timestamp":%d,"page_name":"home","event_id":"late-%d"}`, e.key, at, n)
@@ -158,7 +161,28 @@ func newWorkload(t testing.TB, rules session.Rules, o workloadOptions) *workload
 	}
 	sortRecords(recs)
 	w.want = recs
+	if rules.EndMarker.Field != "" && !slices.ContainsFunc(recs, func(r session.Record) bool {
+		return r.Key == "tie-user" && strings.HasSuffix(r.SessionID, "-1")
+	}) {
+		t.Fatalf("the batch engine gives the tie user no second session in one millisecond")
+	}
 	return w
+}
+
+// addTies adds a user who clicks, logs out and clicks twice more in the
+// logout's millisecond (a double submit), then logs out a second later: two
+// sessions that start in one millisecond, which must get distinct ids
+// (the pipeline's end marker is page_name=logout).
+func (w *workload) addTies(at int64) {
+	for i, c := range []struct {
+		off  int64
+		page string
+	}{{0, "home"}, {0, "logout"}, {0, "home"}, {0, "search"}, {1000, "logout"}} {
+		key := "tie-user"
+		line := fmt.Appendf(nil, `{"uuid":%q,"event_timestamp":%d,"page_name":%q,"event_id":"tie-%d"}`, key, at+c.off, c.page, i)
+		w.msgs = append(w.msgs, message{key: []byte(key), value: line, partition: partitionOf(key), time: at + c.off})
+		w.good = append(w.good, line)
+	}
 }
 
 // partitionOf is where a key's events go, as a hash partitioner would put
