@@ -31,6 +31,10 @@ type sessionRef struct {
 type closeLog struct {
 	mu       sync.Mutex
 	sessions map[sessionRef]*closed
+	// shared counts records that came with the session_id of a different
+	// session (another start, end, count or reason): ids must be unique per
+	// pipeline, and a retried write repeats the same record.
+	shared int
 }
 
 type closed struct {
@@ -57,10 +61,27 @@ func (l *closeLog) wrote(recs []session.Record, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, r := range recs {
-		if c := l.entry(r); c.durable.IsZero() {
+		c := l.entry(r)
+		if c.durable.IsZero() {
 			c.durable = at
 		}
+		if !sameSession(c.rec, r) {
+			l.shared++
+		}
 	}
+}
+
+// sameSession reports whether a and b are one session's record, written
+// twice (a retried flush), rather than two sessions with one id.
+func sameSession(a, b session.Record) bool {
+	return a.Start == b.Start && a.End == b.End && a.EventCount == b.EventCount && a.CloseReason == b.CloseReason
+}
+
+// sharedIDs is the number of records written with another session's id.
+func (l *closeLog) sharedIDs() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.shared
 }
 
 // notified notes a notification; a retried delivery keeps the first.

@@ -174,7 +174,7 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 	cancel()
 	res := summarize(summaryInput{
 		o: b.o, pipelines: b.pipelines, samples: ph.smp.samples, start: ph.smp.start, stoppedAt: stoppedAt,
-		closes: closes, clock: pr.clock, breaks: ph.gen.breaks, history: hist, rows: b.parquetRows(ctx, bucket), reg: ph.reg,
+		closes: closes, sharedIDs: pr.closes.sharedIDs(), clock: pr.clock, breaks: ph.gen.breaks, history: hist, rows: b.parquetRows(ctx, bucket), reg: ph.reg,
 	})
 	res.ClockQuery, res.ClockQueryFailed = dist(ph.smp.clockQueries), ph.smp.clockFailed
 	if histErr != nil {

@@ -179,6 +179,8 @@ func judge(s ServerResult) []Target {
 	}
 	out = append(out, t("close → Parquet p99 ≤ 5 s", verdict(all.ToParquet.N > 0 && all.ToParquet.P99 <= targetP99 && all.NotDurable == 0),
 		latency(all.ToParquet, all.NotDurable)))
+	out = append(out, t("no two sessions share a session_id", verdict(p.SharedIDs == 0),
+		fmt.Sprintf("%d records with another session's id", p.SharedIDs)))
 	out = append(out, t("close → webhook p99 ≤ 5 s", verdict(all.ToWebhook.N > 0 && all.ToWebhook.P99 <= targetP99 && all.NotNotified == 0),
 		latency(all.ToWebhook, all.NotNotified)))
 	switch {

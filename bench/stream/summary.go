@@ -42,6 +42,9 @@ type PipelineResult struct {
 	DeadLetters   int64          `json:"dead_letters"`
 	LateEvents    int64          `json:"late_events"`
 	ParquetRows   map[string]int `json:"parquet_rows"`
+	// SharedIDs counts Parquet records that carried another session's
+	// session_id; the contract says 0.
+	SharedIDs int `json:"shared_session_ids"`
 	RowsTimed     int            `json:"rows_timed"` // rows whose write the benchmark saw
 
 	History         HistoryResult `json:"history"`
@@ -108,6 +111,7 @@ type summaryInput struct {
 	start     time.Time
 	stoppedAt time.Time
 	closes    []closed
+	sharedIDs int
 	clock     *clockTimeline
 	breaks    *breakIndex
 	history   HistoryResult
@@ -119,7 +123,7 @@ type summaryInput struct {
 const openTarget = 10_000
 
 func summarize(in summaryInput) *PipelineResult {
-	res := &PipelineResult{ParquetRows: in.rows, History: in.history,
+	res := &PipelineResult{ParquetRows: in.rows, History: in.history, SharedIDs: in.sharedIDs,
 		DeadLetters: counterSum(in.reg, "sessionflow_ingest_invalid_total"),
 		LateEvents:  counterSum(in.reg, "sessionflow_ingest_late_total"),
 	}

@@ -161,3 +161,32 @@ func TestCPUSeconds(t *testing.T) {
 		t.Errorf("cpuSeconds stayed at %v after busy work (%d)", after, x)
 	}
 }
+
+// TestCloseLogSharedIDs: a retried flush repeats a record and is not a
+// collision; another session under the same id is.
+func TestCloseLogSharedIDs(t *testing.T) {
+	a := session.Record{SessionID: "u/1", Key: "u", Pipeline: "p", Start: 1, End: 1, EventCount: 1, CloseReason: session.ReasonEndMarker}
+	b := a
+	b.EventCount, b.End, b.CloseReason = 3, 5, session.ReasonInactivity // the tie's successor under the plain id
+	tests := []struct {
+		name    string
+		flushes [][]session.Record
+		want    int
+	}{
+		{"one flush", [][]session.Record{{a}}, 0},
+		{"a retried flush", [][]session.Record{{a}, {a}}, 0},
+		{"two sessions, one id", [][]session.Record{{a}, {b}}, 1},
+		{"in one flush", [][]session.Record{{a, b}}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newCloseLog()
+			for _, f := range tt.flushes {
+				l.wrote(f, time.Now())
+			}
+			if got := l.sharedIDs(); got != tt.want {
+				t.Errorf("shared ids %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
