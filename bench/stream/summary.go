@@ -45,7 +45,7 @@ type PipelineResult struct {
 	// SharedIDs counts Parquet records that carried another session's
 	// session_id; the contract says 0.
 	SharedIDs int `json:"shared_session_ids"`
-	RowsTimed     int            `json:"rows_timed"` // rows whose write the benchmark saw
+	RowsTimed int `json:"rows_timed"` // rows whose write the benchmark saw
 
 	History         HistoryResult `json:"history"`
 	HistoryPerEvent float64       `json:"history_events_per_input_event"`
