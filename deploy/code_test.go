@@ -61,9 +61,10 @@ func (e envNames) reads(name string) bool {
 
 // readEnvNames scans the Go sources under dirs (relative to the module
 // root; a missing dir is skipped: ingest/ may not exist yet) for the string
-// literals passed to functions whose name mentions env — os.Getenv,
-// os.LookupEnv, envOr("NAME", …), firstEnv("A", "B") — and, if they import
-// the Temporal envconfig package, adds the TEMPORAL_* names it reads.
+// literals passed to functions whose qualified name mentions env —
+// os.Getenv, os.LookupEnv, env.Or("NAME", …), env.First("A", "B"), and
+// First("A", "B") within package env — and, if they import the Temporal
+// envconfig package, adds the TEMPORAL_* names it reads.
 func readEnvNames(t *testing.T, dirs ...string) envNames {
 	t.Helper()
 	e := envNames{names: map[string]bool{}}
@@ -91,7 +92,7 @@ func readEnvNames(t *testing.T, dirs ...string) envNames {
 			}
 			ast.Inspect(f, func(n ast.Node) bool {
 				call, ok := n.(*ast.CallExpr)
-				if !ok || !strings.Contains(strings.ToLower(calleeName(call.Fun)), "env") {
+				if !ok || !strings.Contains(strings.ToLower(calleeName(f.Name.Name, call.Fun)), "env") {
 					return true
 				}
 				for _, arg := range call.Args {
@@ -119,11 +120,17 @@ func readEnvNames(t *testing.T, dirs ...string) envNames {
 	return e
 }
 
-func calleeName(fun ast.Expr) string {
+// calleeName is the called function's name qualified by its package: pkg
+// (the file's own package) for a plain name, the selector's left side for
+// pkg.Name or value.Method.
+func calleeName(pkg string, fun ast.Expr) string {
 	switch f := fun.(type) {
 	case *ast.Ident:
-		return f.Name
+		return pkg + "." + f.Name
 	case *ast.SelectorExpr:
+		if x, ok := f.X.(*ast.Ident); ok {
+			return x.Name + "." + f.Sel.Name
+		}
 		return f.Sel.Name
 	}
 	return ""
@@ -333,7 +340,7 @@ func checkEnv(t *testing.T, where string, set []string, read envNames, sources [
 
 func TestEnvScanFindsTheWorkersNames(t *testing.T) {
 	e := readEnvNames(t, workerSources...)
-	for _, name := range []string{"S3_ENDPOINT", "S3_ACCESS_KEY_ID", "TEMPORAL_ADDRESS", "TEMPORAL_TLS_CLIENT_CERT_PATH"} {
+	for _, name := range []string{"S3_ENDPOINT", "S3_ACCESS_KEY_ID", "MINIO_ROOT_USER", "S3_TLS", "TEMPORAL_ADDRESS", "TEMPORAL_TLS_CLIENT_CERT_PATH"} {
 		if !e.reads(name) {
 			t.Errorf("the scan of %v misses %s: it would wrongly reject the deployment files", workerSources, name)
 		}

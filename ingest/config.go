@@ -102,6 +102,23 @@ type Limits struct {
 	DrainTimeout time.Duration
 }
 
+// The defaults of Limits, which a zero (or negative) field takes; the
+// worker's flags show them.
+const (
+	DefaultBatchEvents     = 500
+	DefaultBatchBytes      = 256 << 10
+	DefaultFlushInterval   = time.Second
+	DefaultMaxInFlight     = 32
+	DefaultMaxUncommitted  = 100_000
+	DefaultMaxPendingBytes = 64 << 20
+	DefaultMaxValueBytes   = 1 << 20
+	DefaultLateBatch       = 1000
+	DefaultIdleAfter       = 30 * time.Second
+	DefaultStartupWait     = 2 * time.Second
+	DefaultPublishInterval = 500 * time.Millisecond
+	DefaultDrainTimeout    = 15 * time.Second
+)
+
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -113,18 +130,18 @@ func (l Limits) withDefaults() Limits {
 			*v = d
 		}
 	}
-	def(&l.BatchEvents, 500)
-	def(&l.BatchBytes, 256<<10)
-	def(&l.MaxInFlight, 32)
-	def(&l.MaxUncommitted, 100_000)
-	def(&l.MaxPendingBytes, 64<<20)
-	def(&l.MaxValueBytes, 1<<20)
-	def(&l.LateBatch, 1000)
-	defDur(&l.FlushInterval, time.Second)
-	defDur(&l.IdleAfter, 30*time.Second)
-	defDur(&l.StartupWait, 2*time.Second)
-	defDur(&l.PublishInterval, 500*time.Millisecond)
-	defDur(&l.DrainTimeout, 15*time.Second)
+	def(&l.BatchEvents, DefaultBatchEvents)
+	def(&l.BatchBytes, DefaultBatchBytes)
+	def(&l.MaxInFlight, DefaultMaxInFlight)
+	def(&l.MaxUncommitted, DefaultMaxUncommitted)
+	def(&l.MaxPendingBytes, DefaultMaxPendingBytes)
+	def(&l.MaxValueBytes, DefaultMaxValueBytes)
+	def(&l.LateBatch, DefaultLateBatch)
+	defDur(&l.FlushInterval, DefaultFlushInterval)
+	defDur(&l.IdleAfter, DefaultIdleAfter)
+	defDur(&l.StartupWait, DefaultStartupWait)
+	defDur(&l.PublishInterval, DefaultPublishInterval)
+	defDur(&l.DrainTimeout, DefaultDrainTimeout)
 	return l
 }
 

@@ -11,10 +11,14 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// DefaultClientID is the client id KafkaOptions.Config gives the brokers
+// when ClientID is empty.
+const DefaultClientID = "sessionflow"
+
 // KafkaOptions are the connection settings shared by the ingesters, their
 // dead-letter producers and the Kafka notifier: TLS and SASL.
 type KafkaOptions struct {
-	// ClientID names the process to the brokers; default "sessionflow".
+	// ClientID names the process to the brokers; default DefaultClientID.
 	ClientID string
 	// StartNewest makes a consumer group without committed offsets start
 	// at the end of the topic; by default it reads from the beginning.
@@ -40,7 +44,7 @@ type KafkaOptions struct {
 func (o KafkaOptions) Config() (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.Version = sarama.V2_8_0_0
-	c.ClientID = "sessionflow"
+	c.ClientID = DefaultClientID
 	if o.ClientID != "" {
 		c.ClientID = o.ClientID
 	}

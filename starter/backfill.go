@@ -24,6 +24,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/config"
+	"github.com/sessionflow/sessionflow/internal/env"
 	"github.com/sessionflow/sessionflow/internal/rulesflag"
 	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/workflows"
@@ -111,23 +112,16 @@ func bindBackfillFlags(fs *pflag.FlagSet) *backfillFlags {
 	fs.BoolVar(&f.wait, "wait", false, "show progress and wait until the backfill is done")
 	fs.DurationVar(&f.refresh, "refresh", time.Second, "progress refresh interval with --wait")
 	fs.StringVar(&f.taskQueue, "task-queue", workflows.TaskQueue, "Temporal task queue of the workers")
-	fs.StringVar(&f.ui, "ui", envOrDefault("TEMPORAL_UI", "http://localhost:8233"), "Temporal UI base URL for the link (env TEMPORAL_UI)")
-	fs.StringVar(&f.s3Endpoint, "s3-endpoint", envOrDefault("S3_ENDPOINT", "127.0.0.1:9000"), "S3-compatible endpoint host:port (env S3_ENDPOINT)")
-	fs.StringVar(&f.s3Bucket, "s3-bucket", envOrDefault("S3_BUCKET", "sessionflow"), "bucket of the default --out (env S3_BUCKET)")
-	fs.BoolVar(&f.s3TLS, "s3-tls", os.Getenv("S3_TLS") == "true", "use TLS to reach S3 (env S3_TLS=true)")
+	fs.StringVar(&f.ui, "ui", env.Or("TEMPORAL_UI", "http://localhost:8233"), "Temporal UI base URL for the link (env TEMPORAL_UI)")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", env.Or("S3_ENDPOINT", "127.0.0.1:9000"), "S3-compatible endpoint host:port (env S3_ENDPOINT)")
+	fs.StringVar(&f.s3Bucket, "s3-bucket", env.Or("S3_BUCKET", "sessionflow"), "bucket of the default --out (env S3_BUCKET)")
+	fs.BoolVar(&f.s3TLS, "s3-tls", env.True("S3_TLS"), "use TLS to reach S3 (env S3_TLS=true)")
 	// The rule flags live in a set of their own so that we can tell
 	// whether any was given next to --pipelines.
 	f.ruleFlags = pflag.NewFlagSet("rules", pflag.ContinueOnError)
 	f.rules = rulesflag.Add(f.ruleFlags)
 	fs.AddFlagSet(f.ruleFlags)
 	return f
-}
-
-func envOrDefault(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // input validates the flags and builds the workflow input. Its errors are
@@ -357,8 +351,7 @@ func (f *backfillFlags) await(ctx context.Context, c client.Client, run client.W
 // checkS3 fails fast on S3 inputs with no objects and a missing output
 // bucket, when S3 credentials are at hand; the workers check again.
 func (f *backfillFlags) checkS3(ctx context.Context, stderr io.Writer, in workflows.BackfillInput) error {
-	access := firstSetEnv("S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID", "MINIO_ROOT_USER")
-	secret := firstSetEnv("S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD")
+	access, secret := env.S3Credentials()
 	if access == "" || secret == "" {
 		fmt.Fprintln(stderr, "note: no S3 credentials (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY): the workers check the inputs")
 		return nil
@@ -395,15 +388,6 @@ func (f *backfillFlags) checkS3(ctx context.Context, stderr io.Writer, in workfl
 		return fmt.Errorf("output bucket %s does not exist at %s", bucket, f.s3Endpoint)
 	}
 	return nil
-}
-
-func firstSetEnv(names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // progressBar draws the progress as one refreshing line on a terminal, and

@@ -17,6 +17,12 @@ func Register(w worker.Registry, acts *activities.Activities, c client.Client) {
 	w.RegisterActivity(&TemporalActivities{Client: c})
 }
 
+// DefaultWorkflowTaskPollers is the worker binary's default for
+// worker.Options.MaxConcurrentWorkflowTaskPollers: each session signal is a
+// workflow task, and the SDK's default of 2 caps a worker at two round trips
+// to the server at a time. NewWorkers itself leaves a zero to the SDK.
+const DefaultWorkflowTaskPollers = 16
+
 // Workers are the workers of a process that runs Sessionflow's workflows:
 // Main on the task queue for sessions, sinks, backfills and all activities,
 // Clock on ClockTaskQueue for the pipelines' clocks alone.
