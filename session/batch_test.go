@@ -92,16 +92,7 @@ func TestBatchChunking(t *testing.T) {
 		results = append(results, recs)
 	}
 	// The reference: one key at a time through Sessionize, no chunking.
-	var events []Keyed
-	d := NewDecoder(rulesOf(t, Clickstream, nil))
-	for i, l := range lines {
-		key, e, err := d.Decode([]byte(l))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Seq = int64(i + 1)
-		events = append(events, Keyed{Key: string(key), Event: e})
-	}
+	events := decodeAll(t, rulesOf(t, Clickstream, nil), lines)
 	ref, _ := Sessionize(rulesOf(t, Clickstream, nil), "", events)
 	var n int64
 	for _, r := range ref {

@@ -145,6 +145,7 @@ func TestGateTies(t *testing.T) {
 	}
 }
 
+// decodeAll decodes lines as a batch run reads them: Seq is the line number.
 func decodeAll(t *testing.T, r *Rules, lines []string) []Keyed {
 	t.Helper()
 	d := NewDecoder(r)
