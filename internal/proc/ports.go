@@ -1,0 +1,51 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago.
+// Another process may take it before the child binds it; a caller that
+// cares starts again on a new one (see ErrExited).
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Port is the port of a host:port address, as the flags that take a port
+// alone want it; addr itself if it has none.
+func Port(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return port
+}
+
+// RepoRoot walks up from the working directory (a package's folder under go
+// test) to the folder with go.mod, whose bin/ holds the binaries `make
+// build tools` puts there.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run from the repository")
+		}
+		dir = parent
+	}
+}
