@@ -122,4 +122,3 @@ func findBinary() (string, error) {
 	}
 	return "", errors.New(hint)
 }
-

@@ -36,7 +36,7 @@ func (k Kafka) Start() (*kfake.Cluster, error) {
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("in-process Kafka broker: %w", err)
+		return nil, fmt.Errorf("kfake: %w", err)
 	}
 	return c, nil
 }
