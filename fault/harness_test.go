@@ -297,10 +297,12 @@ func (s *stack) committedTotal() int64 {
 // --- MinIO ------------------------------------------------------------------
 
 func (s *stack) startMinIO() {
-	s.s3Addr = freeAddr(s.t)
+	var err error
+	if s.s3Addr, err = proc.FreeAddr(); err != nil {
+		s.t.Fatal(err)
+	}
 	s.minioCfg = proc.MinIO{Bin: filepath.Join(s.bin, "minio"), Dir: filepath.Join(s.dir, "minio"),
 		Addr: s.s3Addr, User: s3User, Password: s3Pass, Bucket: bucket}
-	var err error
 	if s.s3, err = s.minioCfg.Client(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -372,7 +374,10 @@ func quietLogger() tlog.Logger {
 // and ingester) and waits until it reports ready on /readyz.
 func (s *stack) startWorker() *proc.Process {
 	s.t.Helper()
-	metrics := freeAddr(s.t)
+	metrics, err := proc.FreeAddr()
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	args := []string{"--role", "all", "--pipelines", s.pipelinesFile, "--kafka-brokers", strings.Join(s.brokers, ","),
 		"--s3-endpoint", s.s3Addr, "--s3-bucket", bucket, "--metrics-addr", metrics}
 	if s.opts.webhook != "" {
@@ -543,14 +548,4 @@ func (s *stack) waitFor(timeout time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// freeAddr is a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }

@@ -29,23 +29,11 @@ type DevServer struct {
 // WithFreePorts is d with a free loopback port for each of Addr, HTTPPort
 // and MetricsPort that is empty.
 func (d DevServer) WithFreePorts() (DevServer, error) {
-	if d.Addr == "" {
-		a, err := FreeAddr()
-		if err != nil {
-			return d, err
-		}
-		d.Addr = a
+	if err := fillFree(false, &d.Addr); err != nil {
+		return d, err
 	}
-	for _, p := range []*string{&d.HTTPPort, &d.MetricsPort} {
-		if *p == "" {
-			a, err := FreeAddr()
-			if err != nil {
-				return d, err
-			}
-			*p = Port(a)
-		}
-	}
-	return d, nil
+	err := fillFree(true, &d.HTTPPort, &d.MetricsPort)
+	return d, err
 }
 
 // Args are the CLI's arguments for d, logging warnings only.

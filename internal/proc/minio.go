@@ -32,16 +32,8 @@ type MinIO struct {
 // WithFreePorts is m with a free loopback address for each of Addr and
 // Console that is empty.
 func (m MinIO) WithFreePorts() (MinIO, error) {
-	for _, a := range []*string{&m.Addr, &m.Console} {
-		if *a == "" {
-			free, err := FreeAddr()
-			if err != nil {
-				return m, err
-			}
-			*a = free
-		}
-	}
-	return m, nil
+	err := fillFree(false, &m.Addr, &m.Console)
+	return m, err
 }
 
 // Client is a client of the server at Addr with its credentials; it works

@@ -20,6 +20,25 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// fillFree sets each empty one of addrs to a free loopback address, or with
+// portOnly to its port.
+func fillFree(portOnly bool, addrs ...*string) error {
+	for _, a := range addrs {
+		if *a != "" {
+			continue
+		}
+		free, err := FreeAddr()
+		if err != nil {
+			return err
+		}
+		if portOnly {
+			free = Port(free)
+		}
+		*a = free
+	}
+	return nil
+}
+
 // Port is the port of a host:port address, as the flags that take a port
 // alone want it; addr itself if it has none.
 func Port(addr string) string {
