@@ -64,7 +64,7 @@ func TestBurst(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			rss, err := worker.rss()
+			rss, err := rssOf(worker)
 			if err != nil {
 				s.logf("rss: %v", err)
 			}

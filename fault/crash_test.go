@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/sessionflow/sessionflow/internal/proc"
 )
 
 // TestWorkerKilled SIGKILLs the only worker at three random points of the
@@ -42,10 +44,10 @@ func TestWorkerKilled(t *testing.T) {
 		s.waitFor(2*time.Minute, "the worker owning the partitions", func() bool { return s.groupStable(1) })
 		s.waitFor(5*time.Minute, "the worker catching up", func() bool { return s.committedTotal() >= caughtUp })
 		time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond) // anywhere between two commits
-		worker.kill()
+		worker.Kill()
 		caughtUp = pr.sent.Load()
 		s.logf("SIGKILL %d of %d (at %.0f%% produced): worker pid %d, %d of %d messages committed, %d produced",
-			k+1, len(points), 100*f, worker.pid(), s.committedTotal(), len(w.msgs), caughtUp)
+			k+1, len(points), 100*f, worker.Pid(), s.committedTotal(), len(w.msgs), caughtUp)
 		if caughtUp == int64(len(w.msgs)) {
 			t.Errorf("kill %d came after the last message was produced: not during ingestion", k+1)
 		}
@@ -69,9 +71,9 @@ func TestTwoWorkersOneKilled(t *testing.T) {
 	// Both must own partitions before one dies, or there is no rebalance.
 	s.waitFor(2*time.Minute, "two workers owning partitions", func() bool { return s.groupStable(2) })
 	s.waitProduced(pr, 0.4, len(w.msgs))
-	a.kill()
+	a.Kill()
 	s.logf("SIGKILL worker-1 (pid %d): %d of %d messages committed, %d produced",
-		a.pid(), s.committedTotal(), len(w.msgs), pr.sent.Load())
+		a.Pid(), s.committedTotal(), len(w.msgs), pr.sent.Load())
 	s.waitFor(2*time.Minute, "the survivor owning every partition", func() bool { return s.groupStable(1) })
 	s.logf("rebalanced: worker-2 alone in the group, %d produced", pr.sent.Load())
 	if pr.sent.Load() == int64(len(w.msgs)) {
@@ -111,7 +113,7 @@ func TestTemporalRestart(t *testing.T) {
 	pr := s.produce(w, steady(normalRate))
 	s.waitProduced(pr, 0.35, len(w.msgs))
 
-	killed := s.temporal.stop(15 * time.Second)
+	killed := s.temporal.Stop(proc.Grace)
 	atStop := s.endOffsets()
 	s.logf("temporal stopped (SIGKILL needed: %v): %d of %d messages committed, %d produced",
 		killed, s.committedTotal(), len(w.msgs), pr.sent.Load())
@@ -149,7 +151,7 @@ func TestMinIOStopped(t *testing.T) {
 	s.waitProduced(pr, 0.3, len(w.msgs))
 
 	stopped := time.Now()
-	killed := s.minio.stop(15 * time.Second)
+	killed := s.minio.Stop(proc.Grace)
 	s.logf("minio stopped (SIGKILL needed: %v) at %d of %d messages committed", killed, s.committedTotal(), len(w.msgs))
 	time.Sleep(30*time.Second - time.Since(stopped))
 	if err := s.runMinIO(); err != nil {

@@ -21,28 +21,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/sessionflow/sessionflow/config"
-	"github.com/sessionflow/sessionflow/internal/devserver"
+	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/workflows"
 )
@@ -100,14 +95,15 @@ type stack struct {
 	admin   sarama.ClusterAdmin
 	kclient sarama.Client
 
-	temporal     *proc
+	temporal     *proc.Process
 	temporalAddr string
-	temporalArgs []string
+	dev          proc.DevServer // restarted on the same ports and SQLite file
 	tc           client.Client
 
-	minio  *proc
-	s3Addr string
-	s3     *minio.Client
+	minio    *proc.Process
+	s3Addr   string
+	minioCfg proc.MinIO // restarted on the same port and data folder
+	s3       *minio.Client
 
 	pipelinesFile string
 	workerBin     string
@@ -117,8 +113,8 @@ type stack struct {
 
 	bg      sync.WaitGroup // goroutines that log: done before the cleanup
 	mu      sync.Mutex
-	procs   []*proc // every process started, for the logs and the cleanup
-	workers int     // workers started so far, to name their logs
+	procs   []*proc.Process // every process started, for the logs and the cleanup
+	workers int             // workers started so far, to name their logs
 }
 
 // newStack starts the broker, MinIO and the dev server, and writes the
@@ -176,36 +172,26 @@ func (s *stack) logf(format string, args ...any) {
 // binDir is <repository root>/bin, where `make build tools` puts the
 // binaries.
 func binDir() (string, error) {
-	dir, err := os.Getwd()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			bin := filepath.Join(dir, "bin")
-			for _, name := range []string{"worker", "temporal", "minio"} {
-				if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-					return "", fmt.Errorf("%s missing: run `make build tools` (make fault does): %w", name, err)
-				}
-			}
-			return bin, nil
+	bin := filepath.Join(root, "bin")
+	for _, name := range []string{"worker", "temporal", "minio"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return "", fmt.Errorf("%s missing: run `make build tools` (make fault does): %w", name, err)
 		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
 	}
+	return bin, nil
 }
 
 // --- Kafka ------------------------------------------------------------------
 
 func (s *stack) startKafka() {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, topic), kfake.SeedTopics(1, dlqTopic),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(maxMessageBytes)}))
+	c, err := proc.Kafka{Topics: []string{topic}, Partitions: partitions, DLQs: []string{dlqTopic},
+		MaxMessageBytes: maxMessageBytes}.Start()
 	if err != nil {
-		s.t.Fatalf("kfake: %v", err)
+		s.t.Fatal(err)
 	}
 	s.kafka, s.brokers = c, c.ListenAddrs()
 	if s.kclient, err = sarama.NewClient(s.brokers, kafkaConfig()); err != nil {
@@ -311,10 +297,14 @@ func (s *stack) committedTotal() int64 {
 // --- MinIO ------------------------------------------------------------------
 
 func (s *stack) startMinIO() {
-	s.s3Addr = freeAddr(s.t)
 	var err error
-	if s.s3, err = minio.New(s.s3Addr, &minio.Options{Creds: credentials.NewStaticV4(s3User, s3Pass, "")}); err != nil {
-		s.t.Fatalf("s3 client: %v", err)
+	if s.s3Addr, err = proc.FreeAddr(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.minioCfg = proc.MinIO{Bin: filepath.Join(s.bin, "minio"), Dir: filepath.Join(s.dir, "minio"),
+		Addr: s.s3Addr, User: s3User, Password: s3Pass, Bucket: bucket}
+	if s.s3, err = s.minioCfg.Client(); err != nil {
+		s.t.Fatal(err)
 	}
 	if err := s.runMinIO(); err != nil {
 		s.t.Fatal(err)
@@ -324,42 +314,25 @@ func (s *stack) startMinIO() {
 // runMinIO starts (or restarts, on the same port and data folder) MinIO and
 // waits until the bucket exists.
 func (s *stack) runMinIO() error {
-	env := []string{"MINIO_ROOT_USER=" + s3User, "MINIO_ROOT_PASSWORD=" + s3Pass, "MINIO_UPDATE=off"}
-	p, err := s.spawn("minio", env, filepath.Join(s.bin, "minio"), "server", filepath.Join(s.dir, "minio"),
-		"--address", s.s3Addr, "--console-address", freeAddr(s.t), "--quiet")
+	m, err := s.minioCfg.WithFreePorts() // a new console port
 	if err != nil {
 		return err
 	}
+	p, err := m.Start(context.Background(), s.spec("minio"))
+	s.add(p)
 	s.minio = p
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	return retry(ctx, p, "MinIO at "+s.s3Addr, func() error {
-		resp, err := http.Get("http://" + s.s3Addr + "/minio/health/live")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("health: %s", resp.Status)
-		}
-		err = s.s3.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
-		if code := minio.ToErrorResponse(err).Code; code == minio.BucketAlreadyOwnedByYou || code == "BucketAlreadyExists" {
-			return nil
-		}
-		return err
-	})
+	return err
 }
 
 // --- Temporal ---------------------------------------------------------------
 
 func (s *stack) startTemporal() {
-	s.temporalAddr = freeAddr(s.t)
-	_, port, _ := net.SplitHostPort(s.temporalAddr)
-	httpPort, metricsPort := freePort(s.t), freePort(s.t)
-	args := append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", port, "--headless",
-		"--http-port", httpPort, "--metrics-port", metricsPort, "--log-level", "warn"},
-		devserver.StorageArgs(filepath.Join(s.dir, "temporal.db"))...)
-	s.temporalArgs = args
+	var err error
+	s.dev, err = proc.DevServer{Bin: filepath.Join(s.bin, "temporal"), DBFile: filepath.Join(s.dir, "temporal.db")}.WithFreePorts()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.temporalAddr = s.dev.Addr
 	if err := s.runTemporal(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -368,42 +341,25 @@ func (s *stack) startTemporal() {
 // runTemporal starts (or restarts, on the same ports and SQLite file) the
 // dev server and waits until it answers.
 func (s *stack) runTemporal() error {
-	p, err := s.spawn("temporal", nil, filepath.Join(s.bin, "temporal"), s.temporalArgs...)
-	if err != nil {
-		return err
-	}
+	p, c, err := s.dev.Start(context.Background(), s.spec("temporal"), client.Options{Logger: quietLogger()}, nil)
+	s.add(p)
 	s.temporal = p
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	return retry(ctx, p, "Temporal at "+s.temporalAddr, func() error {
-		c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default", Logger: quietLogger()})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err
-	})
+	if c != nil {
+		c.Close()
+	}
+	return err
 }
 
 // dialTemporal connects the test's client and registers the session search
 // attributes, as the dev stack does, before any worker starts.
 func (s *stack) dialTemporal() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err := retry(ctx, s.temporal, "search attributes", func() error {
-		c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default", Logger: quietLogger()})
-		if err != nil {
-			return err
-		}
-		if err := workflows.RegisterSearchAttributes(ctx, c, "default"); err != nil {
-			c.Close()
-			return err
-		}
-		s.tc = c
-		return nil
-	})
-	if err != nil {
+	wait := proc.Wait{What: "search attributes", Limit: 60 * time.Second, Proc: s.temporal}
+	opts := client.Options{HostPort: s.temporalAddr, Namespace: "default", Logger: quietLogger()}
+	register := func(ctx context.Context, c client.Client) error {
+		return workflows.RegisterSearchAttributes(ctx, c, "default")
+	}
+	var err error
+	if s.tc, err = proc.DialTemporal(context.Background(), wait, opts, register); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -416,9 +372,12 @@ func quietLogger() tlog.Logger {
 
 // startWorker starts one more bin/worker process (role all: Temporal worker
 // and ingester) and waits until it reports ready on /readyz.
-func (s *stack) startWorker() *proc {
+func (s *stack) startWorker() *proc.Process {
 	s.t.Helper()
-	metrics := freeAddr(s.t)
+	metrics, err := proc.FreeAddr()
+	if err != nil {
+		s.t.Fatal(err)
+	}
 	args := []string{"--role", "all", "--pipelines", s.pipelinesFile, "--kafka-brokers", strings.Join(s.brokers, ","),
 		"--s3-endpoint", s.s3Addr, "--s3-bucket", bucket, "--metrics-addr", metrics}
 	if s.opts.webhook != "" {
@@ -430,13 +389,14 @@ func (s *stack) startWorker() *proc {
 	s.workers++
 	name := fmt.Sprintf("worker-%d", s.workers)
 	s.mu.Unlock()
-	p, err := s.spawn(name, env, s.workerBin, args...)
+	spec := s.spec(name)
+	spec.Path, spec.Args, spec.Env = s.workerBin, args, env
+	p, err := proc.Start(spec)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err = retry(ctx, p, name+" ready", func() error {
+	s.add(p)
+	err = proc.Wait{What: name + " ready", Limit: 60 * time.Second, Proc: p}.Until(s.t.Context(), func() error {
 		resp, err := http.Get("http://" + metrics + "/readyz")
 		if err != nil {
 			return err
@@ -450,105 +410,36 @@ func (s *stack) startWorker() *proc {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.logf("%s ready (pid %d)", name, p.pid())
+	s.logf("%s ready (pid %d)", name, p.Pid())
 	return p
 }
 
 // --- processes --------------------------------------------------------------
 
-// proc is a child process with its output in <dir>/<name>.log.
-type proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error       // Wait's result, once done is closed
-	stopped atomic.Bool // we stopped it: its exit is expected
+// spec is how the suite runs a child: its output appended to
+// <dir>/<name>.log after a line with the command (a restarted server
+// appends to its log), killed with the test binary (one killed by -timeout
+// must not leave servers running), and without the variables of the
+// developer's shell that would send it to other services or change its
+// settings.
+func (s *stack) spec(name string) proc.Spec {
+	return proc.Spec{Name: name, Log: filepath.Join(s.dir, name+".log"), Header: true, DieWithParent: true,
+		DropEnv: []string{"TEMPORAL_", "KAFKA_", "S3_", "AWS_", "MINIO_", "SESSIONFLOW_"}}
 }
 
-// spawn starts bin with args; env is added to this process's environment
-// minus the variables that would point the child at other services.
-func (s *stack) spawn(name string, env []string, bin string, args ...string) (*proc, error) {
-	logPath := filepath.Join(s.dir, name+".log")
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
+// add has the cleanup stop p and show its log; p may be nil.
+func (s *stack) add(p *proc.Process) {
+	if p == nil {
+		return
 	}
-	fmt.Fprintf(out, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(cleanEnv(os.Environ()), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Pdeathsig: a test binary killed by -timeout must not leave servers
-	// running on the machine.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
-	return p, nil
 }
 
-// cleanEnv drops the variables of the developer's shell that would send a
-// child to other services or change its settings.
-func cleanEnv(env []string) []string {
-	var kept []string
-	for _, kv := range env {
-		switch {
-		case strings.HasPrefix(kv, "TEMPORAL_"), strings.HasPrefix(kv, "KAFKA_"), strings.HasPrefix(kv, "S3_"),
-			strings.HasPrefix(kv, "AWS_"), strings.HasPrefix(kv, "MINIO_"), strings.HasPrefix(kv, "SESSIONFLOW_"):
-		default:
-			kept = append(kept, kv)
-		}
-	}
-	return kept
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill ends the process with SIGKILL: no clean shutdown, no hand-over.
-func (p *proc) kill() {
-	p.stopped.Store(true)
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop asks the process to end with SIGTERM and kills it after grace. It
-// reports whether the kill was needed.
-func (p *proc) stop(grace time.Duration) (killed bool) {
-	p.stopped.Store(true)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return false
-	case <-time.After(grace):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-		return true
-	}
-}
-
-// rss is the process's resident set size in bytes (VmRSS).
-func (p *proc) rss() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid()))
+// rssOf is the process's resident set size in bytes (VmRSS).
+func rssOf(p *proc.Process) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -560,15 +451,15 @@ func (p *proc) rss() (int64, error) {
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", p.pid())
+	return 0, fmt.Errorf("no VmRSS for pid %d", p.Pid())
 }
 
 // unexpectedExit is a process that ended without being stopped, if any.
-func (s *stack) unexpectedExit() *proc {
+func (s *stack) unexpectedExit() *proc.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.procs {
-		if p.exited() && !p.stopped.Load() {
+		if p.Exited() && !p.Stopped() {
 			return p
 		}
 	}
@@ -582,8 +473,8 @@ func (s *stack) checkProcesses() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.procs {
-		if p.exited() && !p.stopped.Load() {
-			s.t.Errorf("%s exited on its own (%v); its log is %s:\n%s", p.name, p.err, p.logPath, tail(p.logPath, 30))
+		if p.Exited() && !p.Stopped() {
+			s.t.Errorf("%s exited on its own (%v); its log is %s:\n%s", p.Name, p.Err(), p.Log, p.Tail(30))
 		}
 	}
 }
@@ -596,8 +487,8 @@ func (s *stack) cleanup() {
 	procs := s.procs
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- { // workers before the servers
-		if !procs[i].exited() {
-			procs[i].stop(15 * time.Second)
+		if !procs[i].Exited() {
+			procs[i].Stop(proc.Grace)
 		}
 	}
 	if s.tc != nil {
@@ -612,9 +503,9 @@ func (s *stack) cleanup() {
 	if s.t.Failed() {
 		shown := map[string]bool{} // a restarted server appends to its log
 		for _, p := range procs {
-			if !shown[p.logPath] {
-				shown[p.logPath] = true
-				s.t.Logf("--- last lines of %s ---\n%s", p.logPath, tail(p.logPath, 25))
+			if !shown[p.Log] {
+				shown[p.Log] = true
+				s.t.Logf("--- last lines of %s ---\n%s", p.Log, p.Tail(25))
 			}
 		}
 		s.t.Logf("state and logs kept in %s", s.dir)
@@ -643,41 +534,6 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
-// tail is the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	lines = lines[max(0, len(lines)-n):]
-	for i, l := range lines {
-		if len(l) > 400 {
-			lines[i] = l[:400] + "…"
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-// --- small helpers ------------------------------------------------------------
-
-// retry calls f every 250ms until it succeeds, ctx ends or p exits.
-func retry(ctx context.Context, p *proc, what string, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last error: %v)", what, ctx.Err(), err)
-		case <-p.done:
-			return fmt.Errorf("%s: %s exited (%v) before it was ready:\n%s", what, p.name, p.err, tail(p.logPath, 20))
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
 // waitFor polls cond every 250ms until it holds; it fails the test after
 // timeout.
 func (s *stack) waitFor(timeout time.Duration, what string, cond func() bool) {
@@ -685,27 +541,11 @@ func (s *stack) waitFor(timeout time.Duration, what string, cond func() bool) {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if p := s.unexpectedExit(); p != nil {
-			s.t.Fatalf("waiting for %s: %s exited on its own (%v); its log %s ends:\n%s", what, p.name, p.err, p.logPath, tail(p.logPath, 30))
+			s.t.Fatalf("waiting for %s: %s exited on its own (%v); its log %s ends:\n%s", what, p.Name, p.Err(), p.Log, p.Tail(30))
 		}
 		if time.Now().After(deadline) {
 			s.t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// freeAddr is a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freePort(t testing.TB) string {
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	return port
 }

@@ -11,8 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/sessionflow/sessionflow/internal/proc"
 )
 
 // Each server runs in a child process of the benchmark (this binary again),
@@ -113,9 +112,9 @@ func runChild(ctx context.Context, o options, logger *slog.Logger) error {
 
 // dialMinio is a client of the parent's MinIO.
 func dialMinio(endpoint string) (*minioServer, error) {
-	c, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(minioUser, minioPass, "")})
+	c, err := proc.MinIO{Addr: endpoint, User: minioUser, Password: minioPass}.Client()
 	if err != nil {
-		return nil, fmt.Errorf("s3 client for %s: %w", endpoint, err)
+		return nil, err
 	}
 	return &minioServer{endpoint: endpoint, client: c}, nil
 }

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sessionflow/sessionflow/internal/proc"
 )
 
 //go:embed pipelines.yaml
@@ -174,7 +176,7 @@ func (o options) validate() error {
 // run sets up what the servers share (MinIO, a scratch folder), runs each
 // server in a child process, and reports.
 func run(ctx context.Context, o options, logger *slog.Logger) error {
-	root, err := repoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -235,22 +237,4 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 	fmt.Print(res.markdown())
 	return nil
-}
-
-// repoRoot walks up from the working directory to the folder with go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run from the repository")
-		}
-		dir = parent
-	}
 }

@@ -4,20 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sessionflow/sessionflow/config"
+	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -48,111 +42,10 @@ func loadPipelines() ([]pipeline, error) {
 	return out, nil
 }
 
-// process is a child process in its own process group with its output in a
-// log file.
-type process struct {
-	name string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func spawn(name, logPath string, env []string, bin string, args ...string) (*process, error) {
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%s: %w (run `make tools`, which builds it)", name, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return nil, err
-	}
-	out, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("%s log: %w", name, err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own group, so that a stop reaches anything it forks and a Ctrl-C
-	// of the benchmark does not kill it before we stop it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM to the process group and SIGKILL after a grace period.
-func (p *process) stop() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tail is the end of the process's log, for error messages.
-func (p *process) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// retry calls f every 250ms until it succeeds, the process dies or limit
-// passes.
-func retry(ctx context.Context, limit time.Duration, what string, p *process, f func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		switch {
-		case p != nil && p.exited():
-			return fmt.Errorf("%s exited before it was ready: %w\n%s", p.name, err, p.tail())
-		case time.Now().After(deadline):
-			return fmt.Errorf("%s not ready after %v: %w", what, limit, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
 // minioServer is a MinIO process serving one data folder on a random port,
 // or, in a server child, a client of the parent's.
 type minioServer struct {
-	proc     *process // nil in a child
+	process  *proc.Process // nil in a child
 	endpoint string
 	client   *minio.Client
 }
@@ -162,75 +55,54 @@ const (
 	minioPass = "sessionflow-bench-only"
 )
 
+// toolsAdvice is what to do when a binary is missing.
+const toolsAdvice = "run `make tools`, which builds it"
+
 func startMinio(ctx context.Context, bin, dir string, logger *slog.Logger) (*minioServer, error) {
-	addr, err := freeAddr()
+	m, err := proc.MinIO{Bin: bin, Dir: dir, User: minioUser, Password: minioPass}.WithFreePorts()
 	if err != nil {
 		return nil, err
 	}
-	console, err := freeAddr()
+	c, err := m.Client()
 	if err != nil {
 		return nil, err
 	}
-	env := []string{"MINIO_ROOT_USER=" + minioUser, "MINIO_ROOT_PASSWORD=" + minioPass, "MINIO_UPDATE=off"}
-	p, err := spawn("minio", filepath.Join(filepath.Dir(dir), "minio.log"), env, bin,
-		"server", "--address", addr, "--console-address", console, "--quiet", dir)
+	// Its own process group, so that a Ctrl-C of the benchmark does not
+	// kill it before we stop it in order.
+	p, err := m.Start(ctx, proc.Spec{Name: "minio", Log: filepath.Join(filepath.Dir(dir), "minio.log"),
+		Group: true, Missing: toolsAdvice})
 	if err != nil {
 		return nil, err
 	}
-	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(minioUser, minioPass, "")})
-	if err != nil {
-		p.stop()
-		return nil, fmt.Errorf("s3 client: %w", err)
-	}
-	err = retry(ctx, time.Minute, "minio at "+addr, p, func() error {
-		resp, err := http.Get("http://" + addr + "/minio/health/live")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("health: %s", resp.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		p.stop()
-		return nil, err
-	}
-	logger.Info("minio started", "endpoint", addr, "pid", p.cmd.Process.Pid)
-	return &minioServer{proc: p, endpoint: addr, client: c}, nil
+	logger.Info("minio started", "endpoint", m.Addr, "pid", p.Pid())
+	return &minioServer{process: p, endpoint: m.Addr, client: c}, nil
 }
 
 // makeBucket creates a bucket; MinIO answers its health check before its
 // object layer is ready, so it retries.
 func (m *minioServer) makeBucket(ctx context.Context, name string) error {
-	return retry(ctx, time.Minute, "bucket "+name, m.proc, func() error {
-		err := m.client.MakeBucket(ctx, name, minio.MakeBucketOptions{})
-		if minio.ToErrorResponse(err).Code == minio.BucketAlreadyOwnedByYou {
-			return nil
-		}
-		return err
+	return proc.Wait{What: "bucket " + name, Limit: time.Minute, Proc: m.process}.Until(ctx, func() error {
+		return proc.MakeBucket(ctx, m.client, name)
 	})
 }
 
 func (m *minioServer) stop() {
-	if m.proc != nil {
-		m.proc.stop()
+	if m.process != nil {
+		m.process.Stop(proc.Grace)
 	}
 }
 
 // startKafka runs an in-process Kafka-protocol broker with each pipeline's
 // topic (4 partitions) and dead-letter topic.
 func startKafka(pipelines []pipeline) (*kfake.Cluster, []string, error) {
-	var topics, dlqs []string
+	k := proc.Kafka{Partitions: partitions, MaxMessageBytes: 8 << 20}
 	for _, p := range pipelines {
-		topics = append(topics, p.cfg.Topic)
-		dlqs = append(dlqs, p.cfg.Topic+".dlq")
+		k.Topics = append(k.Topics, p.cfg.Topic)
+		k.DLQs = append(k.DLQs, p.cfg.Topic+".dlq")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...), kfake.SeedTopics(1, dlqs...),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	c, err := k.Start()
 	if err != nil {
-		return nil, nil, fmt.Errorf("kfake: %w", err)
+		return nil, nil, err
 	}
 	return c, c.ListenAddrs(), nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
@@ -14,7 +12,7 @@ import (
 	"go.temporal.io/server/temporal"
 	"go.temporal.io/server/temporaltest"
 
-	"github.com/sessionflow/sessionflow/internal/devserver"
+	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -121,54 +119,29 @@ func (s *inMemory) stop() {
 // devServer is `temporal server start-dev` with its SQLite file, on random
 // loopback ports.
 type devServer struct {
-	proc *process
-	c    client.Client
+	process *proc.Process
+	c       client.Client
 }
 
 func startDevServer(ctx context.Context, bin, dir string, logger log.Logger) (*devServer, error) {
-	var addrs [3]string // frontend, HTTP API, metrics
-	for i := range addrs {
-		a, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		addrs[i] = a
-	}
-	port := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
-	args := append([]string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addrs[0]),
-		"--http-port", port(addrs[1]), "--metrics-port", port(addrs[2]), "--log-level", "warn"},
-		devserver.StorageArgs(filepath.Join(dir, "temporal.db"))...)
-	p, err := spawn("temporal dev server", filepath.Join(dir, "temporal.log"), nil, bin, args...)
+	d, err := proc.DevServer{Bin: bin, DBFile: filepath.Join(dir, "temporal.db")}.WithFreePorts()
 	if err != nil {
 		return nil, err
 	}
-	var c client.Client
-	err = retry(ctx, 90*time.Second, "temporal dev server at "+addrs[0], p, func() error {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		cl, err := client.DialContext(dctx, client.Options{HostPort: addrs[0], Namespace: "default", Logger: logger})
-		if err != nil {
-			return err
-		}
-		if _, err := cl.CheckHealth(dctx, &client.CheckHealthRequest{}); err != nil {
-			cl.Close()
-			return err
-		}
-		c = cl
-		return nil
-	})
+	// Its own process group: on Ctrl-C the child stops it in order.
+	p, c, err := d.Start(ctx, proc.Spec{Name: "temporal dev server", Log: filepath.Join(dir, "temporal.log"),
+		Group: true, Missing: toolsAdvice}, client.Options{Logger: logger}, nil)
 	if err != nil {
-		p.stop()
 		return nil, err
 	}
-	return &devServer{proc: p, c: c}, nil
+	return &devServer{process: p, c: c}, nil
 }
 
 func (s *devServer) client() client.Client { return s.c }
 func (s *devServer) namespace() string     { return "default" }
-func (s *devServer) pid() int              { return s.proc.cmd.Process.Pid }
+func (s *devServer) pid() int              { return s.process.Pid() }
 
 func (s *devServer) stop() {
 	s.c.Close()
-	s.proc.stop()
+	s.process.Stop(proc.Grace)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/config"
+	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/session"
 )
 
@@ -40,7 +41,7 @@ func (s *stack) smokeCheck(ctx context.Context) error {
 	fmt.Println("smoke: waiting for closed sessions of both pipelines in Parquet…")
 	for _, p := range pipelineNames {
 		prefix := p + "/sessions/"
-		err := retry(ctx, s.o.timeout, "Parquet under "+prefix, func() error {
+		err := s.poll("Parquet under "+prefix).Until(ctx, func() error {
 			for obj := range s.s3.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 				if obj.Err == nil && strings.HasSuffix(obj.Key, ".parquet") {
 					fmt.Printf("smoke: %s wrote %s\n", p, obj.Key)
@@ -151,7 +152,7 @@ func (s *stack) produceWithKcat(ctx context.Context) (*kcatProbe, error) {
 func (s *stack) waitForProbe(ctx context.Context, p *kcatProbe) error {
 	fmt.Printf("smoke: waiting for the session of key %s (produced with kcat) in Parquet…\n", p.key)
 	var rec session.Record
-	err := retry(ctx, s.o.timeout, "the kcat session of key "+p.key+" in Parquet", func() error {
+	err := s.poll("the kcat session of key "+p.key+" in Parquet").Until(ctx, func() error {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		recs, err := activities.ReadSessions(rctx, s.s3, bucket, p.prefix)
@@ -238,4 +239,10 @@ func (s *stack) duckdbCheck(ctx context.Context, key string) error {
 		return fmt.Errorf("duckdb check (the README's query, node %s): %w", s.o.duckdbCheck, err)
 	}
 	return nil
+}
+
+// poll is how the smoke check waits for what: every half second, for
+// --timeout at most.
+func (s *stack) poll(what string) proc.Wait {
+	return proc.Wait{What: what, Limit: s.o.timeout, Interval: pollEvery}
 }

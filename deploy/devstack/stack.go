@@ -7,23 +7,23 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
-	"github.com/sessionflow/sessionflow/internal/devserver"
+	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/workflows"
 )
+
+// pollEvery is how often the stack asks whether a server is ready.
+const pollEvery = 500 * time.Millisecond
 
 // stack is the running dev stack: child processes, the in-process broker
 // and webhook receiver, and clients to watch them with.
@@ -32,7 +32,7 @@ type stack struct {
 	logger    *slog.Logger
 	pipelines string
 
-	procs    []*proc
+	procs    []*proc.Process
 	stopping atomic.Bool // children exiting now is expected
 	kafka    *kfake.Cluster
 	brokers  string
@@ -44,23 +44,21 @@ type stack struct {
 	s3Pass   string
 }
 
-// proc is a supervised child process with its output in a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
 func (s *stack) start(ctx context.Context) error {
 	temporalAddr := s.o.temporal
+	var temporal *proc.Process
 	if temporalAddr == "" {
+		// Started first, it migrates its database while the rest starts;
+		// dialTemporal waits for it.
 		temporalAddr = "127.0.0.1:7233"
-		args := append([]string{"server", "start-dev",
-			"--ip", "127.0.0.1", "--port", "7233", "--ui-port", uiPort, "--log-level", "warn"},
-			devserver.StorageArgs(filepath.Join(s.o.dir, "temporal.db"))...)
-		if err := s.spawn(ctx, "temporal", nil, filepath.Join(s.o.bin, "temporal"), args...); err != nil {
+		d := proc.DevServer{DBFile: filepath.Join(s.o.dir, "temporal.db"), Addr: temporalAddr, UIPort: uiPort}
+		spec := s.spec("temporal")
+		spec.Path, spec.Args = filepath.Join(s.o.bin, "temporal"), d.Args()
+		p, err := proc.Start(spec)
+		if err != nil {
 			return err
 		}
+		temporal = s.track(p)
 	}
 	if err := s.startS3(ctx); err != nil {
 		return err
@@ -69,21 +67,21 @@ func (s *stack) start(ctx context.Context) error {
 		return err
 	}
 	s.startWebhook()
-	if err := s.dialTemporal(ctx, temporalAddr); err != nil {
+	if err := s.dialTemporal(ctx, temporalAddr, temporal); err != nil {
 		return err
 	}
 	env := []string{
 		"TEMPORAL_ADDRESS=" + temporalAddr, "TEMPORAL_NAMESPACE=default",
 		"S3_ACCESS_KEY_ID=" + s.s3User, "S3_SECRET_ACCESS_KEY=" + s.s3Pass,
 	}
-	if err := s.spawn(ctx, "worker", env, filepath.Join(s.o.bin, "worker"),
+	if err := s.spawn("worker", env, filepath.Join(s.o.bin, "worker"),
 		"--pipelines", s.pipelines, "--kafka-brokers", s.brokers, "--role", "all",
 		"--s3-endpoint", s.s3Addr, "--s3-bucket", bucket,
 		"--webhook-url", "http://"+webhookAddr+"/hook", "--metrics-addr", metricsAddr); err != nil {
 		return err
 	}
 	if !s.o.noGenerat {
-		if err := s.spawn(ctx, "generator", nil, filepath.Join(s.o.bin, "starter"), "generate",
+		if err := s.spawn("generator", nil, filepath.Join(s.o.bin, "starter"), "generate",
 			"--brokers", s.brokers, "--num-users", fmt.Sprint(s.o.users), "--num-devices", fmt.Sprint(s.o.devices),
 			"--rate", fmt.Sprint(s.o.rate), "--gap", "15s", "--lateness", "5s"); err != nil {
 			return err
@@ -92,60 +90,62 @@ func (s *stack) start(ctx context.Context) error {
 	return nil
 }
 
-// spawn starts a child in its own process group, its output in logs/.
-func (s *stack) spawn(ctx context.Context, name string, env []string, bin string, args ...string) error {
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s: %w (run `make dev`, which builds it)", name, err)
-	}
-	logPath := filepath.Join(s.o.dir, "logs", name+".log")
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// spec is how the stack runs a child: in its own process group (a Ctrl-C
+// reaches only devstack, which stops the children in order), its output in
+// logs/.
+func (s *stack) spec(name string) proc.Spec {
+	return proc.Spec{Name: name, Log: filepath.Join(s.o.dir, "logs", name+".log"), Group: true,
+		Missing: "run `make dev`, which builds it"}
+}
+
+// spawn starts a child as spec says.
+func (s *stack) spawn(name string, env []string, bin string, args ...string) error {
+	spec := s.spec(name)
+	spec.Path, spec.Args, spec.Env = bin, args, env
+	p, err := proc.Start(spec)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	s.track(p)
+	return nil
+}
+
+// track has stop end p and logs its exit if the stack is not stopping.
+func (s *stack) track(p *proc.Process) *proc.Process {
 	go func() {
-		err := cmd.Wait()
-		out.Close()
-		close(p.done)
+		<-p.Done()
 		if !s.stopping.Load() {
-			s.logger.Error("process exited unexpectedly", "name", name, "error", err, "log", logPath)
+			s.logger.Error("process exited unexpectedly", "name", p.Name, "error", p.Err(), "log", p.Log)
 		}
 	}()
 	s.procs = append(s.procs, p)
-	s.logger.Info("started", "name", name, "pid", cmd.Process.Pid, "log", logPath)
-	return nil
+	s.logger.Info("started", "name", p.Name, "pid", p.Pid(), "log", p.Log)
+	return p
 }
 
 func (s *stack) startS3(ctx context.Context) error {
 	s.s3Addr, s.s3User, s.s3Pass = s.o.s3, os.Getenv("S3_ACCESS_KEY_ID"), os.Getenv("S3_SECRET_ACCESS_KEY")
 	if s.s3Addr == "" {
 		s.s3Addr, s.s3User, s.s3Pass = minioAddr, minioUser, minioPass
-		env := []string{"MINIO_ROOT_USER=" + minioUser, "MINIO_ROOT_PASSWORD=" + minioPass}
-		if err := s.spawn(ctx, "minio", env, filepath.Join(s.o.bin, "minio"), "server", filepath.Join(s.o.dir, "minio"),
-			"--address", minioAddr, "--console-address", minioConsole, "--quiet"); err != nil {
-			return err
-		}
 	}
-	c, err := minio.New(s.s3Addr, &minio.Options{Creds: credentials.NewStaticV4(s.s3User, s.s3Pass, "")})
+	m := proc.MinIO{Bin: filepath.Join(s.o.bin, "minio"), Dir: filepath.Join(s.o.dir, "minio"),
+		Addr: s.s3Addr, Console: minioConsole, User: s.s3User, Password: s.s3Pass, Bucket: bucket}
+	c, err := m.Client()
 	if err != nil {
-		return fmt.Errorf("s3 client: %w", err)
+		return err
 	}
 	s.s3 = c
-	return retry(ctx, 60*time.Second, "S3 at "+s.s3Addr, func() error {
-		ok, err := c.BucketExists(ctx, bucket)
-		if err != nil || ok {
-			return err
-		}
-		return c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
-	})
+	if s.o.s3 != "" {
+		return proc.Wait{What: "S3 at " + s.s3Addr, Limit: 60 * time.Second, Interval: pollEvery}.Until(ctx, func() error {
+			return proc.MakeBucket(ctx, c, bucket)
+		})
+	}
+	p, err := m.Start(ctx, s.spec("minio"))
+	if err != nil {
+		return err
+	}
+	s.track(p)
+	return nil
 }
 
 func (s *stack) startKafka() error {
@@ -153,8 +153,8 @@ func (s *stack) startKafka() error {
 		s.brokers = s.o.kafka
 		return nil
 	}
-	c, err := kfake.NewCluster(kfake.Ports(9092), kfake.SeedTopics(4, "clicks", "telemetry", "clicks.dlq", "telemetry.dlq"),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	c, err := proc.Kafka{Port: 9092, Partitions: 4, Topics: []string{"clicks", "telemetry", "clicks.dlq", "telemetry.dlq"},
+		MaxMessageBytes: 8 << 20}.Start()
 	if err != nil {
 		return fmt.Errorf("kafka-protocol broker on %s: %w", kafkaAddr, err)
 	}
@@ -189,24 +189,19 @@ func (s *stack) startWebhook() {
 	}()
 }
 
-func (s *stack) dialTemporal(ctx context.Context, addr string) error {
-	return retry(ctx, 90*time.Second, "Temporal at "+addr, func() error {
-		c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: "default",
-			Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
-		if err != nil {
-			return err
-		}
-		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			c.Close()
-			return err
-		}
-		if err := workflows.RegisterSearchAttributes(ctx, c, "default"); err != nil {
-			c.Close()
-			return err
-		}
-		s.temporal = c
-		return nil
-	})
+// dialTemporal waits until Temporal at addr answers (giving up early if
+// p, the dev server when the stack runs it, exits) and registers the
+// session search attributes.
+func (s *stack) dialTemporal(ctx context.Context, addr string, p *proc.Process) error {
+	wait := proc.Wait{What: "Temporal at " + addr, Limit: 90 * time.Second, Interval: pollEvery, Proc: p}
+	opts := client.Options{HostPort: addr, Namespace: "default",
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	register := func(ctx context.Context, c client.Client) error {
+		return workflows.RegisterSearchAttributes(ctx, c, "default")
+	}
+	c, err := proc.DialTemporal(ctx, wait, opts, register)
+	s.temporal = c
+	return err
 }
 
 // stop ends the children newest first (the generator before the worker
@@ -214,15 +209,8 @@ func (s *stack) dialTemporal(ctx context.Context, addr string) error {
 func (s *stack) stop() {
 	s.stopping.Store(true)
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		p := s.procs[i]
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		s.logger.Info("stopped", "name", p.name)
+		s.procs[i].Stop(proc.Grace)
+		s.logger.Info("stopped", "name", s.procs[i].Name)
 	}
 	if s.hooks != nil {
 		s.hooks.Close()
@@ -232,25 +220,5 @@ func (s *stack) stop() {
 	}
 	if s.temporal != nil {
 		s.temporal.Close()
-	}
-}
-
-// retry calls f until it succeeds or the time is up.
-func retry(ctx context.Context, limit time.Duration, what string, f func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %w", what, limit, err)
-		}
-		select {
-		case <-ctx.Done():
-			// The last error says what was missing; ctx.Err() alone would not.
-			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
-		case <-time.After(500 * time.Millisecond):
-		}
 	}
 }

@@ -6,22 +6,17 @@
 package miniotest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/sessionflow/sessionflow/internal/proc"
 )
 
 // EnvBinary names the environment variable that overrides where the MinIO
@@ -34,11 +29,6 @@ const (
 	SecretKey = "sessionflow-secret"
 	Bucket    = "sessionflow-test"
 )
-
-// startTimeout bounds how long a server may take to answer its health check
-// and accept the bucket; a cold start under -race on two cores takes a few
-// seconds.
-const startTimeout = 60 * time.Second
 
 // Server is a running MinIO with one empty bucket. Endpoint is host:port,
 // the form minio.New takes; the server speaks plain HTTP.
@@ -70,7 +60,7 @@ func Start(t testing.TB) *Server {
 			return srv
 		}
 		lastErr = err
-		if !errors.Is(err, errExited) {
+		if !errors.Is(err, proc.ErrExited) {
 			break
 		}
 	}
@@ -78,97 +68,37 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-// errExited means the server process ended before it became ready.
-var errExited = errors.New("minio exited before it was ready")
-
 // start runs one server attempt. On error the process is already gone and
 // its output is in the error.
 func start(t testing.TB, bin string) (*Server, error) {
-	addr, err := freeAddr()
+	m, err := proc.MinIO{Bin: bin, Dir: filepath.Join(t.TempDir(), "data"),
+		User: AccessKey, Password: SecretKey, Bucket: Bucket}.WithFreePorts()
 	if err != nil {
 		return nil, err
 	}
-	console, err := freeAddr()
+	client, err := m.Client()
 	if err != nil {
 		return nil, err
 	}
-	out := &syncBuffer{}
-	cmd := exec.Command(bin, "server",
-		"--address", addr, "--console-address", console, t.TempDir())
-	cmd.Env = append(withoutMinioEnv(os.Environ()),
-		"MINIO_ROOT_USER="+AccessKey,
-		"MINIO_ROOT_PASSWORD="+SecretKey,
-		"MINIO_UPDATE=off",
-	)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-
-	srv, err := ready(addr, exited)
+	log := filepath.Join(filepath.Dir(m.Dir), "minio.log")
+	// The developer's MINIO_* variables (volumes, credentials, KMS
+	// settings) would change the test server.
+	p, err := m.Start(context.Background(), proc.Spec{Name: "minio", Log: log, DropEnv: []string{"MINIO_"}})
 	if err != nil {
-		stop()
-		return nil, fmt.Errorf("%w\n--- minio output ---\n%s", err, out.String())
+		if !errors.Is(err, proc.ErrExited) { // that error ends with the log's end
+			b, _ := os.ReadFile(log)
+			err = fmt.Errorf("%w\n--- minio output ---\n%s", err, b)
+		}
+		return nil, err
 	}
 	t.Cleanup(func() {
-		stop()
+		p.Kill()
 		if t.Failed() {
-			t.Logf("minio %s output:\n%s", addr, out.String())
+			b, _ := os.ReadFile(log)
+			t.Logf("minio %s output:\n%s", m.Addr, b)
 		}
 	})
-	return srv, nil
-}
-
-// ready waits for the health check, then creates the bucket. MinIO answers
-// /minio/health/live before its object layer is initialised, so the bucket
-// creation is retried too.
-func ready(addr string, exited <-chan struct{}) (*Server, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	client, err := minio.New(addr, &minio.Options{
-		Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Secure: false,
-	})
-	if err != nil {
-		return nil, err
-	}
-	live := "http://" + addr + "/minio/health/live"
-	step := func() error {
-		resp, err := http.Get(live)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", live, resp.Status)
-		}
-		err = client.MakeBucket(ctx, Bucket, minio.MakeBucketOptions{})
-		if minio.ToErrorResponse(err).Code == minio.BucketAlreadyOwnedByYou {
-			return nil // an earlier attempt's reply was lost
-		}
-		return err
-	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := step()
-		if err == nil {
-			return &Server{Endpoint: addr, AccessKey: AccessKey, SecretKey: SecretKey,
-				Bucket: Bucket, Client: client}, nil
-		}
-		select {
-		case <-exited:
-			return nil, errExited
-		case <-ctx.Done():
-			return nil, fmt.Errorf("not ready after %v: %w", startTimeout, err)
-		case <-tick.C:
-		}
-	}
+	return &Server{Endpoint: m.Addr, AccessKey: AccessKey, SecretKey: SecretKey, Bucket: Bucket, Client: client}, nil
 }
 
 // findBinary returns $SESSIONFLOW_MINIO, else <repo root>/bin/minio, else
@@ -181,7 +111,7 @@ func findBinary() (string, error) {
 		}
 		return p, nil
 	}
-	if root, err := repoRoot(); err == nil {
+	if root, err := proc.RepoRoot(); err == nil {
 		p := filepath.Join(root, "bin", "minio")
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
@@ -191,64 +121,4 @@ func findBinary() (string, error) {
 		return p, nil
 	}
 	return "", errors.New(hint)
-}
-
-// repoRoot walks up from the working directory (a package directory under
-// go test) to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// withoutMinioEnv drops MINIO_* variables of the developer's shell (volumes,
-// credentials, KMS settings) that would change the test server.
-func withoutMinioEnv(env []string) []string {
-	kept := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "MINIO_") {
-			kept = append(kept, kv)
-		}
-	}
-	return kept
-}
-
-// syncBuffer collects the server's output, written by exec's copying
-// goroutines and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
