@@ -168,9 +168,11 @@ func continueSink(ctx workflow.Context, in SinkInput, st *SinkState, records wor
 	return workflow.NewContinueAsNewError(ctx, SinkWorkflow, in)
 }
 
-// recordIdentity tells a redelivered record from a new one. A session id is
-// unique per session except for sessions an end marker closed and reopened
-// within one millisecond, which the end time tells apart.
+// recordIdentity tells a redelivered record from a new one. Session ids are
+// unique, but a session run that started before tie-numbered ids (see
+// changeTieIDs) can still hand over a record whose id a same-millisecond
+// successor shares; the end time and the event count tell those apart, and
+// the identity strings already in running sinks' state must keep their shape.
 func recordIdentity(r session.Record) string {
 	return fmt.Sprintf("%s/%d/%d", r.SessionID, r.End, r.EventCount)
 }
