@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // A backfill runs in two phases over objects under its output prefix:
@@ -75,27 +76,16 @@ var backfillIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 // non-retryable.
 func checkBackfill(id, out string) (bucket, prefix string, err error) {
 	if !backfillIDRE.MatchString(id) {
-		return "", "", badInput("backfill", fmt.Errorf("backfill id %q: want lower-case letters, digits and -", id))
+		return "", "", store.BadInput("backfill", fmt.Errorf("backfill id %q: want lower-case letters, digits and -", id))
 	}
-	bucket, prefix, ok := ParseS3URL(out)
+	bucket, prefix, ok := store.ParseS3URL(out)
 	if !ok {
-		return "", "", badInput("backfill", fmt.Errorf("output %q: want s3://bucket/prefix", out))
+		return "", "", store.BadInput("backfill", fmt.Errorf("output %q: want s3://bucket/prefix", out))
 	}
 	return bucket, prefix, nil
 }
 
-// ParseS3URL splits s3://bucket/prefix. The prefix has no leading or
-// trailing slash; it may be empty.
-func ParseS3URL(s string) (bucket, prefix string, ok bool) {
-	rest, found := strings.CutPrefix(s, "s3://")
-	if !found {
-		return "", "", false
-	}
-	bucket, prefix, _ = strings.Cut(rest, "/")
-	return bucket, strings.Trim(prefix, "/"), bucket != ""
-}
-
-func tmpPrefix(prefix, id string) string { return joinPrefix(prefix, "_tmp/"+id) }
+func tmpPrefix(prefix, id string) string { return store.JoinPrefix(prefix, "_tmp/"+id) }
 
 func manifestKey(prefix, id string, chunk int) string {
 	return fmt.Sprintf("%s/manifest/%06d.json", tmpPrefix(prefix, id), chunk)
@@ -110,7 +100,7 @@ func pieceKey(prefix, id string, shard, index, part int) string {
 }
 
 func rejectsKey(prefix, id string, index, part int) string {
-	return fmt.Sprintf("%s/%s-%07d-%05d.jsonl", joinPrefix(prefix, rejectsDir), id, index, part)
+	return fmt.Sprintf("%s/%s-%07d-%05d.jsonl", store.JoinPrefix(prefix, rejectsDir), id, index, part)
 }
 
 const rejectsDir = "rejects"
@@ -141,13 +131,13 @@ func (a *Activities) PrepareBackfill(ctx context.Context, in BackfillObjects) (B
 			return BackfillManifest{}, err
 		}
 		if len(found) == 0 {
-			return BackfillManifest{}, badInput("list inputs", fmt.Errorf("%s: no input objects there", input))
+			return BackfillManifest{}, store.BadInput("list inputs", fmt.Errorf("%s: no input objects there", input))
 		}
 		objs = append(objs, found...)
 		hb.set(len(objs))
 	}
 	if len(objs) > MaxBackfillInputs {
-		return BackfillManifest{}, badInput("list inputs",
+		return BackfillManifest{}, store.BadInput("list inputs",
 			fmt.Errorf("%d input objects, at most %d per backfill: split the backfill by prefix", len(objs), MaxBackfillInputs))
 	}
 	var res BackfillManifest
@@ -173,11 +163,11 @@ func (a *Activities) PrepareBackfill(ctx context.Context, in BackfillObjects) (B
 
 // listInput expands one input into its objects.
 func (a *Activities) listInput(ctx context.Context, input string) ([]inputObject, error) {
-	if bucket, key, ok := ParseS3URL(input); ok {
+	if bucket, key, ok := store.ParseS3URL(input); ok {
 		return a.listS3(ctx, bucket, key)
 	}
 	if !filepath.IsAbs(input) {
-		return nil, badInput("list inputs", fmt.Errorf("%q: want s3://bucket/prefix or an absolute path", input))
+		return nil, store.BadInput("list inputs", fmt.Errorf("%q: want s3://bucket/prefix or an absolute path", input))
 	}
 	return listLocal(input)
 }
@@ -268,7 +258,7 @@ func hidden(rel string) bool {
 // retry on this worker cannot find it either.
 func localError(op string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-		return badInput(op, fmt.Errorf("%w (local inputs are read by the worker: the path must exist on its machine, or upload the files to S3 first)", err))
+		return store.BadInput(op, fmt.Errorf("%w (local inputs are read by the worker: the path must exist on its machine, or upload the files to S3 first)", err))
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -278,7 +268,7 @@ func localError(op string, err error) error {
 func s3Error(op, what string, err error) error {
 	switch minio.ToErrorResponse(err).Code {
 	case minio.NoSuchBucket, minio.NoSuchKey, "AccessDenied", "InvalidBucketName":
-		return badInput(op, fmt.Errorf("%s: %w", what, err))
+		return store.BadInput(op, fmt.Errorf("%s: %w", what, err))
 	}
 	return fmt.Errorf("%s %s: %w", op, what, err)
 }
@@ -286,18 +276,18 @@ func s3Error(op, what string, err error) error {
 // readManifest returns input index of the backfill.
 func (a *Activities) readManifest(ctx context.Context, bucket, prefix, id string, index int) (inputObject, error) {
 	key := manifestKey(prefix, id, index/manifestChunk)
-	data, err := getObject(ctx, a.S3, bucket, key)
+	data, err := store.ReadObject(ctx, a.S3, bucket, key)
 	if err != nil {
 		return inputObject{}, s3Error("read manifest", key, err)
 	}
 	var objs []inputObject
 	if err := json.Unmarshal(data, &objs); err != nil {
-		return inputObject{}, badInput("read manifest", fmt.Errorf("%s: %w", key, err))
+		return inputObject{}, store.BadInput("read manifest", fmt.Errorf("%s: %w", key, err))
 	}
 	if i := index % manifestChunk; i < len(objs) {
 		return objs[i], nil
 	}
-	return inputObject{}, badInput("read manifest", fmt.Errorf("input %d is not in %s", index, key))
+	return inputObject{}, store.BadInput("read manifest", fmt.Errorf("input %d is not in %s", index, key))
 }
 
 // BackfillCleanup is the input of CleanupBackfill.
@@ -358,7 +348,7 @@ const BackfillShardCount = 4096
 // checkRules rejects rules no retry can use.
 func checkRules(r *session.Rules) error {
 	if err := r.Validate(); err != nil {
-		return badInput("backfill rules", err)
+		return store.BadInput("backfill rules", err)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // Input formats, told apart by their first bytes rather than their names.
@@ -103,7 +104,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // openInput opens an s3:// URL or a local path for streaming.
 func (a *Activities) openInput(ctx context.Context, url string) (io.ReadCloser, error) {
-	bucket, key, ok := ParseS3URL(url)
+	bucket, key, ok := store.ParseS3URL(url)
 	if !ok {
 		f, err := os.Open(url)
 		if err != nil {
@@ -122,7 +123,7 @@ func (a *Activities) openInput(ctx context.Context, url string) (io.ReadCloser, 
 // is, an S3 object copied to a temporary file (Parquet's footer is at the
 // end, and a spooled copy bounds memory whatever the object's size).
 func (a *Activities) seekable(url string, r io.Reader) (parquet.ReaderAtSeeker, func(), error) {
-	if _, _, ok := ParseS3URL(url); !ok {
+	if _, _, ok := store.ParseS3URL(url); !ok {
 		f, err := os.Open(url)
 		if err != nil {
 			return nil, nil, localError("open input", err)
@@ -149,7 +150,7 @@ func readError(url string, err error) error {
 	var corrupt flate.CorruptInputError
 	var bad badData
 	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &corrupt) || errors.As(err, &bad) {
-		return badInput("read input", fmt.Errorf("%s: %w", url, err))
+		return store.BadInput("read input", fmt.Errorf("%s: %w", url, err))
 	}
 	if code := minio.ToErrorResponse(err).Code; code != "" {
 		return s3Error("read input", url, err)

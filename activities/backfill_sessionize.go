@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // BackfillShard is phase 2 of a backfill for one shard: sessionize the
@@ -47,13 +48,13 @@ type shardProgress struct {
 	Objects int `json:"objects"`
 }
 
-// backfillChunkRows is how many records one WriteParquet call gets, which
+// backfillChunkRows is how many records one store.WriteSessions call gets, which
 // bounds the memory of encoding. A variable for tests.
 var backfillChunkRows = 200_000
 
 // SessionizeBackfillShard runs phase 2 for one shard. Its output objects are
 // <out>/sessions/session_date=D/bucket=SS/backfill-<id>-SSSS-<chunk>.parquet,
-// written by WriteParquet (the streaming sinks' writer) with the shard as
+// written by store.WriteSessions (the streaming sinks' writer) with the shard as
 // bucket: records are cut into chunks in key order and each chunk into
 // dates. It heartbeats after every chunk; a retry sessionizes again (the
 // result is the same) and writes only the chunks the heartbeat does not
@@ -66,7 +67,7 @@ func (a *Activities) SessionizeBackfillShard(ctx context.Context, in BackfillSha
 		return BackfillSessions{}, err
 	}
 	if in.Shard < 0 || in.Shard >= BackfillShardCount {
-		return BackfillSessions{}, badInput("sessionize shard", fmt.Errorf("shard %d: want 0 to %d", in.Shard, BackfillShardCount-1))
+		return BackfillSessions{}, store.BadInput("sessionize shard", fmt.Errorf("shard %d: want 0 to %d", in.Shard, BackfillShardCount-1))
 	}
 	if err := checkRules(&in.Rules); err != nil {
 		return BackfillSessions{}, err
@@ -93,15 +94,14 @@ func (a *Activities) SessionizeBackfillShard(ctx context.Context, in BackfillSha
 	events = nil
 	res.Sessions, res.Duplicates, res.Ignored = int64(len(records)), stats.Duplicates, stats.Ignored
 
-	out := &Activities{S3: a.S3, Bucket: bucket}
 	sink := fmt.Sprintf("backfill/%s/%04d", in.ID, in.Shard)
 	for chunk := 0; chunk*backfillChunkRows < len(records); chunk++ {
 		if chunk < prog.Chunks {
 			continue // written by an earlier attempt
 		}
 		rows := records[chunk*backfillChunkRows : min(len(records), (chunk+1)*backfillChunkRows)]
-		w, err := out.WriteParquet(ctx, WriteParquetInput{Prefix: prefix, Sink: sink, Bucket: in.Shard,
-			Seq: int64(chunk), Profile: in.Rules.Profile, Records: rows})
+		w, err := store.WriteSessions(ctx, a.S3, bucket, store.WriteSessionsInput{Prefix: prefix, Sink: sink, Bucket: in.Shard,
+			Seq: int64(chunk), Profile: in.Rules.Profile, Records: rows}, store.ActivityLog(ctx))
 		if err != nil {
 			return res, err
 		}
@@ -157,7 +157,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 	g.SetLimit(4)
 	for i, key := range keys {
 		g.Go(func() error {
-			data, err := getObject(gctx, a.S3, bucket, key)
+			data, err := store.ReadObject(gctx, a.S3, bucket, key)
 			if err != nil {
 				return s3Error("read shard", "s3://"+bucket+"/"+key, err)
 			}
@@ -165,7 +165,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 				counts[i], err = pieceCount(raws[i])
 			}
 			if err != nil {
-				return badInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, key, err))
+				return store.BadInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, key, err))
 			}
 			return nil
 		})
@@ -188,7 +188,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 			// Interning per piece keeps the goroutines apart; a key's
 			// string is shared within a piece.
 			if _, err := decodePiece(raw, map[string]string{}, dst); err != nil {
-				return badInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, keys[i], err))
+				return store.BadInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, keys[i], err))
 			}
 			raws[i] = nil
 			return nil

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // BackfillRoute is phase 1 of a backfill for one input object: decode it,
@@ -82,7 +83,7 @@ func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (
 		return BackfillRouted{}, err
 	}
 	if in.Shards < 1 || in.Shards > BackfillShardCount || in.Index < 0 || in.Index >= MaxBackfillInputs {
-		return BackfillRouted{}, badInput("route input", fmt.Errorf("shards %d, index %d: want 1 to %d shards, index 0 to %d",
+		return BackfillRouted{}, store.BadInput("route input", fmt.Errorf("shards %d, index %d: want 1 to %d shards, index 0 to %d",
 			in.Shards, in.Index, BackfillShardCount, MaxBackfillInputs-1))
 	}
 	if err := checkRules(&in.Rules); err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 func TestEachLineNumbersLikeTheBatchEngine(t *testing.T) {
@@ -381,7 +382,7 @@ func (e *backfillEnv) objects(prefix string) map[string][]byte {
 		if obj.Err != nil {
 			e.t.Fatal(obj.Err)
 		}
-		data, err := getObject(context.Background(), e.s3.Client, e.s3.Bucket, obj.Key)
+		data, err := store.ReadObject(context.Background(), e.s3.Client, e.s3.Bucket, obj.Key)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -497,7 +498,7 @@ func TestBackfillActivities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadSessions(context.Background(), e.s3.Client, e.s3.Bucket, "bf")
+	got, err := store.ReadSessions(context.Background(), e.s3.Client, e.s3.Bucket, "bf")
 	if err != nil {
 		t.Fatal(err)
 	}

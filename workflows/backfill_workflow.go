@@ -16,6 +16,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // QueryProgress returns a BackfillWorkflow's BackfillProgress.
@@ -163,12 +164,12 @@ func (r BackfillRequest) Validate() error {
 	if len(r.Inputs) == 0 {
 		errs = append(errs, errors.New("no inputs"))
 	}
-	outBucket, outPrefix, ok := activities.ParseS3URL(r.Out)
+	outBucket, outPrefix, ok := store.ParseS3URL(r.Out)
 	if !ok {
 		errs = append(errs, fmt.Errorf("output %q: want s3://bucket/prefix", r.Out))
 	}
 	for _, input := range r.Inputs {
-		bucket, prefix, isS3 := activities.ParseS3URL(input)
+		bucket, prefix, isS3 := store.ParseS3URL(input)
 		if ok && isS3 && bucket == outBucket && (prefix == "" || outPrefix == prefix || strings.HasPrefix(outPrefix, prefix+"/")) {
 			errs = append(errs, fmt.Errorf("output %s lies under input %s: the backfill would read its own output", r.Out, input))
 		}

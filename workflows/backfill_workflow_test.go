@@ -45,6 +45,7 @@ import (
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // bfMocks are the backfill activities as the workflow sees them, recording
@@ -82,7 +83,7 @@ func (m *bfMocks) register(env *testsuite.TestWorkflowEnvironment) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if in.Index == m.failInput {
-				return activities.BackfillRouted{}, temporal.NewNonRetryableApplicationError("corrupt", activities.ErrTypeBadInput, nil)
+				return activities.BackfillRouted{}, temporal.NewNonRetryableApplicationError("corrupt", store.ErrTypeBadInput, nil)
 			}
 			m.routed = append(m.routed, in.Index)
 			return activities.BackfillRouted{Bytes: 100, RouteStats: activities.RouteStats{Lines: 11, Events: 10, Invalid: 1,
@@ -515,8 +516,8 @@ func (cl *bfCluster) start(ctx context.Context, in BackfillInput) client.Workflo
 func (cl *bfCluster) check(ctx context.Context, d *bfData, res BackfillProgress) {
 	t := cl.t
 	t.Helper()
-	_, prefix, _ := activities.ParseS3URL(res.Out)
-	got, err := activities.ReadSessions(ctx, cl.s3.Client, cl.s3.Bucket, prefix)
+	_, prefix, _ := store.ParseS3URL(res.Out)
+	got, err := store.ReadSessions(ctx, cl.s3.Client, cl.s3.Bucket, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +577,7 @@ func (cl *bfCluster) check(ctx context.Context, d *bfData, res BackfillProgress)
 
 // outObjects lists the backfill's output objects with their ETags.
 func (cl *bfCluster) outObjects(ctx context.Context, out string) map[string]string {
-	_, prefix, _ := activities.ParseS3URL(out)
+	_, prefix, _ := store.ParseS3URL(out)
 	objs := map[string]string{}
 	for obj := range cl.s3.Client.ListObjectsIter(ctx, cl.s3.Bucket, minio.ListObjectsOptions{Prefix: prefix + "/", Recursive: true}) {
 		objs[obj.Key] = obj.ETag
