@@ -6,7 +6,6 @@ package activities
 import (
 	"github.com/IBM/sarama"
 	"github.com/minio/minio-go/v7"
-	"go.temporal.io/sdk/client"
 
 	"github.com/sessionflow/sessionflow/session"
 )
@@ -24,9 +23,6 @@ type Activities struct {
 	// Kafka, if set, receives notifications on NotifyTopic.
 	Kafka       sarama.SyncProducer
 	NotifyTopic string
-	// Temporal is the client used by activities that talk to other
-	// workflows (the clock query, the sink hand-off).
-	Temporal client.Client
 }
 
 // Notification kinds.
