@@ -22,7 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
-	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/backfill"
 	"github.com/sessionflow/sessionflow/config"
 	"github.com/sessionflow/sessionflow/internal/env"
 	"github.com/sessionflow/sessionflow/internal/rulesflag"
@@ -144,8 +144,8 @@ func (f *backfillFlags) input() (workflows.BackfillInput, error) {
 		rules.TimeUnit = 0 // the default, however it was given: one request, one id
 	}
 	req := workflows.BackfillRequest{Pipeline: f.pipeline, Rules: rules, Shards: f.shards, Out: f.out}
-	if f.shards < 1 || f.shards > activities.BackfillShardCount {
-		return in, usageError{fmt.Errorf("--shards %d: want 1 to %d", f.shards, activities.BackfillShardCount)}
+	if f.shards < 1 || f.shards > backfill.MaxShards {
+		return in, usageError{fmt.Errorf("--shards %d: want 1 to %d", f.shards, backfill.MaxShards)}
 	}
 	if f.parallel < 1 {
 		return in, usageError{fmt.Errorf("--parallel %d: want at least 1", f.parallel)}

@@ -42,6 +42,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/backfill"
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
@@ -71,35 +72,35 @@ func (m *bfMocks) register(env *testsuite.TestWorkflowEnvironment) {
 		return func() { m.inflight.Add(-1) }
 	}
 	env.OnActivity(a.PrepareBackfill, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillObjects) (activities.BackfillManifest, error) {
+		func(_ context.Context, in backfill.PrepareInput) (backfill.Manifest, error) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.prepared++
-			return activities.BackfillManifest{Objects: m.objects, Bytes: int64(m.objects) * 100}, nil
+			return backfill.Manifest{Objects: m.objects, Bytes: int64(m.objects) * 100}, nil
 		})
 	env.OnActivity(a.RouteBackfillInput, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillRoute) (activities.BackfillRouted, error) {
+		func(_ context.Context, in backfill.RouteInput) (backfill.Routed, error) {
 			defer busy()()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if in.Index == m.failInput {
-				return activities.BackfillRouted{}, temporal.NewNonRetryableApplicationError("corrupt", store.ErrTypeBadInput, nil)
+				return backfill.Routed{}, temporal.NewNonRetryableApplicationError("corrupt", store.ErrTypeBadInput, nil)
 			}
 			m.routed = append(m.routed, in.Index)
-			return activities.BackfillRouted{Bytes: 100, RouteStats: activities.RouteStats{Lines: 11, Events: 10, Invalid: 1,
+			return backfill.Routed{Bytes: 100, RouteStats: backfill.RouteStats{Lines: 11, Events: 10, Invalid: 1,
 				MaxTime: 1000 + int64(in.Index)}, ResumedPart: in.Index % 3}, nil
 		})
 	env.OnActivity(a.SessionizeBackfillShard, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillShard) (activities.BackfillSessions, error) {
+		func(_ context.Context, in backfill.ShardInput) (backfill.ShardResult, error) {
 			defer busy()()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.shards = append(m.shards, in.Shard)
 			m.maxTimes = append(m.maxTimes, in.MaxTime)
-			return activities.BackfillSessions{Events: 5, Sessions: 2, Objects: 1}, nil
+			return backfill.ShardResult{Events: 5, Sessions: 2, Objects: 1}, nil
 		})
 	env.OnActivity(a.CleanupBackfill, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillCleanup) (int, error) {
+		func(_ context.Context, in backfill.CleanupInput) (int, error) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.clean++
