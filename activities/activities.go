@@ -1,12 +1,11 @@
 // Package activities holds Sessionflow's Temporal activities: writing
-// session records and late events as Parquet to S3-compatible storage, and
-// sending notifications.
+// session records and late events as Parquet (thin wrappers of package
+// store), the backfill's steps, and sending notifications.
 package activities
 
 import (
 	"github.com/IBM/sarama"
 	"github.com/minio/minio-go/v7"
-	"go.temporal.io/sdk/client"
 
 	"github.com/sessionflow/sessionflow/session"
 )
@@ -24,49 +23,6 @@ type Activities struct {
 	// Kafka, if set, receives notifications on NotifyTopic.
 	Kafka       sarama.SyncProducer
 	NotifyTopic string
-	// Temporal is the client used by activities that talk to other
-	// workflows (the clock query, the sink hand-off).
-	Temporal client.Client
-}
-
-// WriteParquetInput is one flush of a SinkWorkflow.
-type WriteParquetInput struct {
-	// Prefix is the pipeline's output prefix inside the bucket.
-	Prefix string `json:"prefix"`
-	// Sink names the writer ("sink/<pipeline>/<bucket>"); with Seq it names
-	// the objects, so a retried flush overwrites its own objects.
-	Sink    string           `json:"sink"`
-	Bucket  int              `json:"bucket"`
-	Seq     int64            `json:"seq"`
-	Profile session.Profile  `json:"profile"`
-	Records []session.Record `json:"records"`
-}
-
-// WriteParquetResult lists what a flush wrote.
-type WriteParquetResult struct {
-	Objects []string `json:"objects"`
-	Rows    int      `json:"rows"`
-}
-
-// LateEvent is an event that arrived below the watermark it missed.
-type LateEvent struct {
-	Pipeline  string        `json:"pipeline"`
-	Key       string        `json:"key"`
-	Event     session.Event `json:"event"`
-	Watermark int64         `json:"watermark"`
-	// Source is where the event came from (topic/partition/offset), if known.
-	Source string `json:"source,omitempty"`
-	// Raw is the original message, if the writer has it.
-	Raw []byte `json:"raw,omitempty"`
-}
-
-// WriteLateInput is one batch of late events of one writer.
-type WriteLateInput struct {
-	Prefix string `json:"prefix"`
-	// Writer and Seq name the object, as Sink and Seq do for sessions.
-	Writer string      `json:"writer"`
-	Seq    int64       `json:"seq"`
-	Events []LateEvent `json:"events"`
 }
 
 // Notification kinds.

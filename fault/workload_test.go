@@ -20,10 +20,10 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/ingest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -339,7 +339,7 @@ func (s *stack) finish(w *workload, pr *production) {
 func (s *stack) awaitSessions(ctx context.Context, want []session.Record) []session.Record {
 	s.t.Helper()
 	read := func() []session.Record {
-		recs, err := activities.ReadSessions(ctx, s.s3, bucket, pipelineName)
+		recs, err := store.ReadSessions(ctx, s.s3, bucket, pipelineName)
 		if err != nil {
 			s.t.Fatalf("read sessions: %v", err)
 		}
@@ -456,7 +456,7 @@ func pages(r session.Record) []string {
 // position and original bytes), not by a session workflow.
 func (s *stack) checkLate(ctx context.Context, w *workload) {
 	s.t.Helper()
-	rows, err := activities.ReadLate(ctx, s.s3, bucket, pipelineName)
+	rows, err := store.ReadLate(ctx, s.s3, bucket, pipelineName)
 	if err != nil {
 		s.t.Fatalf("read late events: %v", err)
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -182,7 +182,7 @@ func (c *claimRun) deadLetter(m *sarama.ConsumerMessage, reason, detail string, 
 
 func (c *claimRun) addLate(m *sarama.ConsumerMessage, key string, e session.Event, thr int64, now time.Time) {
 	c.i.met.late.Inc()
-	le := activities.LateEvent{
+	le := store.LateEvent{
 		Pipeline: c.i.cfg.Pipeline.Name, Key: key, Event: e, Watermark: thr,
 		Source: c.position(m.Offset), Raw: slices.Clone(m.Value),
 	}
@@ -240,7 +240,7 @@ func (c *claimRun) signal(kb *keyBuffer) {
 
 func (c *claimRun) writeLate() {
 	lb := c.late.take()
-	in := activities.WriteLateInput{
+	in := store.WriteLateInput{
 		Prefix: prefix(c.i.cfg.Pipeline),
 		Writer: "ingest/" + c.i.cfg.Topic + "/" + strconv.Itoa(int(c.p)),
 		Seq:    lb.offsets[0],

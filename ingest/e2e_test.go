@@ -19,6 +19,7 @@ import (
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -113,7 +114,7 @@ func TestEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(6 * time.Minute) // closing 6,000 sessions takes minutes on a busy 2-core machine
 	for {
 		var err error
-		if got, err = activities.ReadSessions(ctx, s3.Client, s3.Bucket, pipeline.Name); err != nil {
+		if got, err = store.ReadSessions(ctx, s3.Client, s3.Bucket, pipeline.Name); err != nil {
 			t.Fatal(err)
 		}
 		if len(got) >= len(in.want) || time.Now().After(deadline) {
@@ -140,7 +141,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("the tie's successor %s is in Parquet %d times, want once", in.tie, ids[in.tie])
 	}
 
-	lateGot, err := activities.ReadLate(ctx, s3.Client, s3.Bucket, pipeline.Name)
+	lateGot, err := store.ReadLate(ctx, s3.Client, s3.Bucket, pipeline.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -145,11 +145,11 @@ func applyClock(s *workflows.ClockState, u workflows.WatermarkUpdate, lateness i
 // fakeLate keeps the late events written.
 type fakeLate struct {
 	mu     sync.Mutex
-	events []activities.LateEvent
-	writes []activities.WriteLateInput
+	events []store.LateEvent
+	writes []store.WriteLateInput
 }
 
-func (l *fakeLate) WriteLate(ctx context.Context, in activities.WriteLateInput) error {
+func (l *fakeLate) WriteLate(ctx context.Context, in store.WriteLateInput) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.writes = append(l.writes, in)
@@ -157,7 +157,7 @@ func (l *fakeLate) WriteLate(ctx context.Context, in activities.WriteLateInput) 
 	return nil
 }
 
-func (l *fakeLate) all() []activities.LateEvent {
+func (l *fakeLate) all() []store.LateEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.events)

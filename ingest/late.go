@@ -6,26 +6,26 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // LateWriter stores the events that arrive below the watermark. A nil error
 // means they are durable. S3Late is the real one. Implementations must be
 // safe for concurrent use.
 type LateWriter interface {
-	WriteLate(ctx context.Context, in activities.WriteLateInput) error
+	WriteLate(ctx context.Context, in store.WriteLateInput) error
 }
 
 // S3Late writes late events as Parquet under the pipeline's prefix, in the
-// same layout as the workflows' own late events (activities.WriteLate).
+// same layout as the workflows' own late events (store.WriteLate).
 type S3Late struct {
 	S3     *minio.Client
 	Bucket string
 }
 
 // WriteLate writes one batch.
-func (s *S3Late) WriteLate(ctx context.Context, in activities.WriteLateInput) error {
-	_, err := activities.WriteLateObject(ctx, s.S3, s.Bucket, in)
+func (s *S3Late) WriteLate(ctx context.Context, in store.WriteLateInput) error {
+	_, err := store.WriteLate(ctx, s.S3, s.Bucket, in, nil)
 	return err
 }
 
@@ -35,13 +35,13 @@ func (s *S3Late) WriteLate(ctx context.Context, in activities.WriteLateInput) er
 // cut the same way overwrites itself; each row names its source position
 // (topic/partition/offset) for the cases where the cut differs.
 type lateBuffer struct {
-	events  []activities.LateEvent
+	events  []store.LateEvent
 	offsets []int64
 	bytes   int
 	created time.Time
 }
 
-func (b *lateBuffer) add(e activities.LateEvent, off int64, now time.Time) {
+func (b *lateBuffer) add(e store.LateEvent, off int64, now time.Time) {
 	if len(b.events) == 0 {
 		b.created = now
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -82,7 +82,7 @@ func (i *Ingester) signal(ctx context.Context, key string, b workflows.EventBatc
 }
 
 // writeLate writes one batch of late events.
-func (i *Ingester) writeLate(ctx context.Context, in activities.WriteLateInput) error {
+func (i *Ingester) writeLate(ctx context.Context, in store.WriteLateInput) error {
 	return i.retry(ctx, "write late events", func(ctx context.Context) error {
 		return i.cfg.Late.WriteLate(ctx, in)
 	})

@@ -22,11 +22,12 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
-	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/backfill"
 	"github.com/sessionflow/sessionflow/config"
 	"github.com/sessionflow/sessionflow/internal/env"
 	"github.com/sessionflow/sessionflow/internal/rulesflag"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -143,8 +144,8 @@ func (f *backfillFlags) input() (workflows.BackfillInput, error) {
 		rules.TimeUnit = 0 // the default, however it was given: one request, one id
 	}
 	req := workflows.BackfillRequest{Pipeline: f.pipeline, Rules: rules, Shards: f.shards, Out: f.out}
-	if f.shards < 1 || f.shards > activities.BackfillShardCount {
-		return in, usageError{fmt.Errorf("--shards %d: want 1 to %d", f.shards, activities.BackfillShardCount)}
+	if f.shards < 1 || f.shards > backfill.MaxShards {
+		return in, usageError{fmt.Errorf("--shards %d: want 1 to %d", f.shards, backfill.MaxShards)}
 	}
 	if f.parallel < 1 {
 		return in, usageError{fmt.Errorf("--parallel %d: want at least 1", f.parallel)}
@@ -167,7 +168,7 @@ func (f *backfillFlags) input() (workflows.BackfillInput, error) {
 		return in, usageError{fmt.Errorf("--until %s is not after --since %s", f.until, f.since)}
 	}
 	if f.out != "" {
-		if _, _, ok := activities.ParseS3URL(f.out); !ok {
+		if _, _, ok := store.ParseS3URL(f.out); !ok {
 			return in, usageError{fmt.Errorf("--out %q: want s3://bucket/prefix", f.out)}
 		}
 	}
@@ -231,7 +232,7 @@ func (f *backfillFlags) sessionRules() (session.Rules, string, error) {
 // absolute (the workers resolve it, not this command's directory).
 func backfillLocation(from string) (string, error) {
 	if strings.HasPrefix(from, "s3://") {
-		if _, _, ok := activities.ParseS3URL(from); !ok {
+		if _, _, ok := store.ParseS3URL(from); !ok {
 			return "", usageError{fmt.Errorf("--from %q: want s3://bucket/prefix", from)}
 		}
 		return from, nil
@@ -363,7 +364,7 @@ func (f *backfillFlags) checkS3(ctx context.Context, stderr io.Writer, in workfl
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, input := range in.Inputs {
-		bucket, prefix, ok := activities.ParseS3URL(input)
+		bucket, prefix, ok := store.ParseS3URL(input)
 		if !ok {
 			continue
 		}
@@ -379,7 +380,7 @@ func (f *backfillFlags) checkS3(ctx context.Context, stderr io.Writer, in workfl
 			return fmt.Errorf("--from %s: no objects there", input)
 		}
 	}
-	bucket, _, _ := activities.ParseS3URL(in.Out)
+	bucket, _, _ := store.ParseS3URL(in.Out)
 	ok, err := s3.BucketExists(ctx, bucket)
 	if err != nil {
 		return fmt.Errorf("check output bucket %s at %s: %w", bucket, f.s3Endpoint, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/internal/rulesflag"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -238,7 +239,7 @@ func TestBackfillCommand(t *testing.T) {
 	if !strings.Contains(stderr, "100%") || !strings.Contains(stderr, "4 sessions written") {
 		t.Errorf("stderr shows no final progress:\n%s", stderr)
 	}
-	got, err := activities.ReadSessions(context.Background(), s3.Client, s3.Bucket, "cli")
+	got, err := store.ReadSessions(context.Background(), s3.Client, s3.Bucket, "cli")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestBackfillCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "backfill "+id+": already done") || !strings.Contains(stdout, "-> 4 sessions") {
 		t.Errorf("re-run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
-	if again, _ := activities.ReadSessions(context.Background(), s3.Client, s3.Bucket, "cli"); len(again) != len(got) {
+	if again, _ := store.ReadSessions(context.Background(), s3.Client, s3.Bucket, "cli"); len(again) != len(got) {
 		t.Errorf("re-run: %d sessions, want %d", len(again), len(got))
 	}
 

@@ -15,7 +15,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/backfill"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // QueryProgress returns a BackfillWorkflow's BackfillProgress.
@@ -87,7 +89,7 @@ type BackfillInput struct {
 	BackfillRequest
 	// Parallelism bounds the activities in flight; default 4.
 	Parallelism int `json:"parallelism,omitempty"`
-	// PartLines is the routing unit (activities.BackfillRoute.PartLines).
+	// PartLines is the routing unit (backfill.RouteInput.PartLines).
 	PartLines int64 `json:"part_lines,omitempty"`
 	// HeartbeatTimeout is how soon a dead worker's activity is retried
 	// elsewhere; default 1m.
@@ -163,18 +165,18 @@ func (r BackfillRequest) Validate() error {
 	if len(r.Inputs) == 0 {
 		errs = append(errs, errors.New("no inputs"))
 	}
-	outBucket, outPrefix, ok := activities.ParseS3URL(r.Out)
+	outBucket, outPrefix, ok := store.ParseS3URL(r.Out)
 	if !ok {
 		errs = append(errs, fmt.Errorf("output %q: want s3://bucket/prefix", r.Out))
 	}
 	for _, input := range r.Inputs {
-		bucket, prefix, isS3 := activities.ParseS3URL(input)
+		bucket, prefix, isS3 := store.ParseS3URL(input)
 		if ok && isS3 && bucket == outBucket && (prefix == "" || outPrefix == prefix || strings.HasPrefix(outPrefix, prefix+"/")) {
 			errs = append(errs, fmt.Errorf("output %s lies under input %s: the backfill would read its own output", r.Out, input))
 		}
 	}
-	if r.Shards < 1 || r.Shards > activities.BackfillShardCount {
-		errs = append(errs, fmt.Errorf("shards %d: want 1 to %d", r.Shards, activities.BackfillShardCount))
+	if r.Shards < 1 || r.Shards > backfill.MaxShards {
+		errs = append(errs, fmt.Errorf("shards %d: want 1 to %d", r.Shards, backfill.MaxShards))
 	}
 	if r.Until != 0 && r.Until <= r.Since {
 		errs = append(errs, fmt.Errorf("until %d is not after since %d", r.Until, r.Since))
@@ -260,8 +262,8 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 	}
 
 	if st.Phase == PhaseListing {
-		var m activities.BackfillManifest
-		if err := workflow.ExecuteActivity(ctx, a.PrepareBackfill, activities.BackfillObjects{
+		var m backfill.Manifest
+		if err := workflow.ExecuteActivity(ctx, a.PrepareBackfill, backfill.PrepareInput{
 			ID: in.ID, Out: in.Out, Inputs: in.Inputs,
 		}).Get(ctx, &m); err != nil {
 			return st, fmt.Errorf("list inputs: %w", err)
@@ -274,13 +276,13 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 	if st.Phase == PhaseRouting {
 		next, err := fanOut(ctx, st.Routed, st.Objects, parallel, &budget,
 			func(ctx workflow.Context, i int) workflow.Future {
-				return workflow.ExecuteActivity(ctx, a.RouteBackfillInput, activities.BackfillRoute{
+				return workflow.ExecuteActivity(ctx, a.RouteBackfillInput, backfill.RouteInput{
 					ID: in.ID, Out: in.Out, Index: i, Rules: in.Rules, Since: in.Since, Until: in.Until,
 					Shards: in.Shards, PartLines: in.PartLines,
 				})
 			},
 			func(i int, f workflow.Future) error {
-				var r activities.BackfillRouted
+				var r backfill.Routed
 				if err := f.Get(ctx, &r); err != nil {
 					return fmt.Errorf("route input %d: %w", i, err)
 				}
@@ -308,12 +310,12 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 	if st.Phase == PhaseSessionizing {
 		next, err := fanOut(ctx, st.Sessionized, st.Shards, parallel, &budget,
 			func(ctx workflow.Context, shard int) workflow.Future {
-				return workflow.ExecuteActivity(ctx, a.SessionizeBackfillShard, activities.BackfillShard{
+				return workflow.ExecuteActivity(ctx, a.SessionizeBackfillShard, backfill.ShardInput{
 					ID: in.ID, Out: in.Out, Pipeline: in.Pipeline, Rules: in.Rules, Shard: shard, MaxTime: st.MaxTime,
 				})
 			},
 			func(shard int, f workflow.Future) error {
-				var r activities.BackfillSessions
+				var r backfill.ShardResult
 				if err := f.Get(ctx, &r); err != nil {
 					return fmt.Errorf("sessionize shard %d: %w", shard, err)
 				}
@@ -336,7 +338,7 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		details()
 	}
 
-	if err := workflow.ExecuteActivity(ctx, a.CleanupBackfill, activities.BackfillCleanup{ID: in.ID, Out: in.Out}).
+	if err := workflow.ExecuteActivity(ctx, a.CleanupBackfill, backfill.CleanupInput{ID: in.ID, Out: in.Out}).
 		Get(ctx, nil); err != nil {
 		return st, fmt.Errorf("clean up: %w", err)
 	}

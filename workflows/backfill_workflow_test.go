@@ -42,9 +42,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/backfill"
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // bfMocks are the backfill activities as the workflow sees them, recording
@@ -70,35 +72,35 @@ func (m *bfMocks) register(env *testsuite.TestWorkflowEnvironment) {
 		return func() { m.inflight.Add(-1) }
 	}
 	env.OnActivity(a.PrepareBackfill, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillObjects) (activities.BackfillManifest, error) {
+		func(_ context.Context, in backfill.PrepareInput) (backfill.Manifest, error) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.prepared++
-			return activities.BackfillManifest{Objects: m.objects, Bytes: int64(m.objects) * 100}, nil
+			return backfill.Manifest{Objects: m.objects, Bytes: int64(m.objects) * 100}, nil
 		})
 	env.OnActivity(a.RouteBackfillInput, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillRoute) (activities.BackfillRouted, error) {
+		func(_ context.Context, in backfill.RouteInput) (backfill.Routed, error) {
 			defer busy()()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if in.Index == m.failInput {
-				return activities.BackfillRouted{}, temporal.NewNonRetryableApplicationError("corrupt", activities.ErrTypeBadInput, nil)
+				return backfill.Routed{}, temporal.NewNonRetryableApplicationError("corrupt", store.ErrTypeBadInput, nil)
 			}
 			m.routed = append(m.routed, in.Index)
-			return activities.BackfillRouted{Bytes: 100, RouteStats: activities.RouteStats{Lines: 11, Events: 10, Invalid: 1,
+			return backfill.Routed{Bytes: 100, RouteStats: backfill.RouteStats{Lines: 11, Events: 10, Invalid: 1,
 				MaxTime: 1000 + int64(in.Index)}, ResumedPart: in.Index % 3}, nil
 		})
 	env.OnActivity(a.SessionizeBackfillShard, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillShard) (activities.BackfillSessions, error) {
+		func(_ context.Context, in backfill.ShardInput) (backfill.ShardResult, error) {
 			defer busy()()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.shards = append(m.shards, in.Shard)
 			m.maxTimes = append(m.maxTimes, in.MaxTime)
-			return activities.BackfillSessions{Events: 5, Sessions: 2, Objects: 1}, nil
+			return backfill.ShardResult{Events: 5, Sessions: 2, Objects: 1}, nil
 		})
 	env.OnActivity(a.CleanupBackfill, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackfillCleanup) (int, error) {
+		func(_ context.Context, in backfill.CleanupInput) (int, error) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			m.clean++
@@ -515,8 +517,8 @@ func (cl *bfCluster) start(ctx context.Context, in BackfillInput) client.Workflo
 func (cl *bfCluster) check(ctx context.Context, d *bfData, res BackfillProgress) {
 	t := cl.t
 	t.Helper()
-	_, prefix, _ := activities.ParseS3URL(res.Out)
-	got, err := activities.ReadSessions(ctx, cl.s3.Client, cl.s3.Bucket, prefix)
+	_, prefix, _ := store.ParseS3URL(res.Out)
+	got, err := store.ReadSessions(ctx, cl.s3.Client, cl.s3.Bucket, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +578,7 @@ func (cl *bfCluster) check(ctx context.Context, d *bfData, res BackfillProgress)
 
 // outObjects lists the backfill's output objects with their ETags.
 func (cl *bfCluster) outObjects(ctx context.Context, out string) map[string]string {
-	_, prefix, _ := activities.ParseS3URL(out)
+	_, prefix, _ := store.ParseS3URL(out)
 	objs := map[string]string{}
 	for obj := range cl.s3.Client.ListObjectsIter(ctx, cl.s3.Bucket, minio.ListObjectsOptions{Prefix: prefix + "/", Recursive: true}) {
 		objs[obj.Key] = obj.ETag

@@ -17,6 +17,7 @@ import (
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -109,7 +110,7 @@ func TestIntegrationBatchDuringClockRead(t *testing.T) {
 	if !reflect.DeepEqual(got, s.want) {
 		t.Errorf("Parquet holds\n%s\nwant\n%s", show(got), show(s.want))
 	}
-	late, err := activities.ReadLate(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
+	late, err := store.ReadLate(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

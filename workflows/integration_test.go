@@ -24,6 +24,7 @@ import (
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -287,7 +288,7 @@ func runIntegration(t *testing.T, restart bool) {
 func (s *stream) awaitParquet(ctx context.Context, t *testing.T, s3 *miniotest.Server, c client.Client) []session.Record {
 	deadline := time.Now().Add(5 * time.Minute)
 	read := func() []session.Record {
-		got, err := activities.ReadSessions(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
+		got, err := store.ReadSessions(ctx, s3.Client, s3.Bucket, s.pipeline.Name)
 		if err != nil {
 			t.Fatal(err)
 		}

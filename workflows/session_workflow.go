@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // SessionInput starts or continues a SessionWorkflow.
@@ -62,7 +63,7 @@ type sessionRun struct {
 	final   bool
 	signals int
 
-	late    []activities.LateEvent
+	late    []store.LateEvent
 	notices []workflow.Future
 	result  session.Record
 	closed  bool
@@ -176,7 +177,7 @@ func (r *sessionRun) drain(c workflow.ReceiveChannel) bool {
 func (r *sessionRun) add(b EventBatch) {
 	r.signals++
 	for _, e := range r.tr.Add(b.Events...) {
-		r.late = append(r.late, activities.LateEvent{Pipeline: r.p.Name, Key: r.in.Key, Event: e, Watermark: r.tr.Watermark()})
+		r.late = append(r.late, store.LateEvent{Pipeline: r.p.Name, Key: r.in.Key, Event: e, Watermark: r.tr.Watermark()})
 	}
 	// The sender's watermark is no later than any of its events, so it is
 	// safe to take it only after adding them.
@@ -321,7 +322,7 @@ func (r *sessionRun) writeLate() error {
 		return nil
 	}
 	var a *activities.Activities
-	in := activities.WriteLateInput{
+	in := store.WriteLateInput{
 		Prefix: r.p.prefix(),
 		Writer: fmt.Sprintf("%s/%s", SessionWorkflowID(r.p.Name, r.in.Key), workflow.GetInfo(r.ctx).FirstRunID),
 		Seq:    r.in.LateSeq,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 const (
@@ -37,7 +38,7 @@ type harness struct {
 	sinkDown bool
 	sunk     []session.Record
 	notes    []activities.Notification
-	late     []activities.LateEvent
+	late     []store.LateEvent
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessNotifyDelay(t, 0) }
@@ -81,11 +82,11 @@ func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
 			return nil
 		})
 	h.env.OnActivity(a.WriteLate, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.WriteLateInput) (activities.WriteParquetResult, error) {
+		func(_ context.Context, in store.WriteLateInput) (store.WriteResult, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.late = append(h.late, in.Events...)
-			return activities.WriteParquetResult{Rows: len(in.Events)}, nil
+			return store.WriteResult{Rows: len(in.Events)}, nil
 		})
 	return h
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // SinkInput starts or continues a SinkWorkflow.
@@ -128,8 +129,8 @@ func flush(ctx workflow.Context, in SinkInput, st *SinkState, limits SinkLimits)
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	})
 	var a *activities.Activities
-	var res activities.WriteParquetResult
-	err := workflow.ExecuteActivity(ctx, a.WriteParquet, activities.WriteParquetInput{
+	var res store.WriteResult
+	err := workflow.ExecuteActivity(ctx, a.WriteParquet, store.WriteSessionsInput{
 		Prefix:  in.Pipeline.prefix(),
 		Sink:    SinkWorkflowID(in.Pipeline.Name, in.Bucket),
 		Bucket:  in.Bucket,

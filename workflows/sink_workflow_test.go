@@ -13,6 +13,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 func record(i int) session.Record {
@@ -23,7 +24,7 @@ func record(i int) session.Record {
 
 type sinkHarness struct {
 	env     *testsuite.TestWorkflowEnvironment
-	flushes []activities.WriteParquetInput
+	flushes []store.WriteSessionsInput
 }
 
 func newSinkHarness(t *testing.T) *sinkHarness {
@@ -31,9 +32,9 @@ func newSinkHarness(t *testing.T) *sinkHarness {
 	var a *activities.Activities
 	h.env.RegisterActivity(a)
 	h.env.OnActivity(a.WriteParquet, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.WriteParquetInput) (activities.WriteParquetResult, error) {
+		func(_ context.Context, in store.WriteSessionsInput) (store.WriteResult, error) {
 			h.flushes = append(h.flushes, in)
-			return activities.WriteParquetResult{Rows: len(in.Records), Objects: []string{"x"}}, nil
+			return store.WriteResult{Rows: len(in.Records), Objects: []string{"x"}}, nil
 		})
 	return h
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sessionflow/sessionflow/generate"
 	"github.com/sessionflow/sessionflow/ingest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -285,7 +286,7 @@ func (b *bench) parquetRows(ctx context.Context, bucket string) map[string]int {
 		if prefix == "" {
 			prefix = p.wf.Name // the workflows' default
 		}
-		recs, err := activities.ReadSessions(ctx, b.s3.client, bucket, prefix)
+		recs, err := store.ReadSessions(ctx, b.s3.client, bucket, prefix)
 		if err != nil {
 			b.logger.Warn("parquet not read", "pipeline", p.cfg.Name, "error", err)
 			continue

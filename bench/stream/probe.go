@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/sessionflow/sessionflow/activities"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -47,9 +47,9 @@ func (a *probeActivity) ExecuteActivity(ctx context.Context, in *interceptor.Exe
 		return res, err
 	}
 	switch w := in.Args[0].(type) {
-	case activities.WriteParquetInput:
+	case store.WriteSessionsInput:
 		a.p.closes.wrote(w.Records, time.Now())
-	case *activities.WriteParquetInput:
+	case *store.WriteSessionsInput:
 		a.p.closes.wrote(w.Records, time.Now())
 	}
 	return res, err

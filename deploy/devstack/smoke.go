@@ -17,10 +17,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/config"
 	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // smokeCheck waits for closed sessions of both pipelines in Parquet, the
@@ -155,7 +155,7 @@ func (s *stack) waitForProbe(ctx context.Context, p *kcatProbe) error {
 	err := s.poll("the kcat session of key "+p.key+" in Parquet").Until(ctx, func() error {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		recs, err := activities.ReadSessions(rctx, s.s3, bucket, p.prefix)
+		recs, err := store.ReadSessions(rctx, s.s3, bucket, p.prefix)
 		if err != nil {
 			return err
 		}

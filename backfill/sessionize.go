@@ -1,4 +1,4 @@
-package activities
+package backfill
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
-// BackfillShard is phase 2 of a backfill for one shard: sessionize the
+// ShardInput is phase 2 of a backfill for one shard: sessionize the
 // shard's events with the batch engine and write them as Parquet.
-type BackfillShard struct {
+type ShardInput struct {
 	ID       string        `json:"id"`
 	Out      string        `json:"out"`
 	Pipeline string        `json:"pipeline"`
@@ -28,8 +29,8 @@ type BackfillShard struct {
 	MaxTime int64 `json:"max_time_ms"`
 }
 
-// BackfillSessions is what sessionizing one shard did.
-type BackfillSessions struct {
+// ShardResult is what sessionizing one shard did.
+type ShardResult struct {
 	Pieces     int   `json:"pieces"` // intermediate objects read
 	Events     int64 `json:"events"`
 	Sessions   int64 `json:"sessions"` // records written
@@ -47,29 +48,30 @@ type shardProgress struct {
 	Objects int `json:"objects"`
 }
 
-// backfillChunkRows is how many records one WriteParquet call gets, which
+// chunkRows is how many records one store.WriteSessions call gets, which
 // bounds the memory of encoding. A variable for tests.
-var backfillChunkRows = 200_000
+var chunkRows = 200_000
 
-// SessionizeBackfillShard runs phase 2 for one shard. Its output objects are
+// SessionizeShard runs phase 2 (the SessionizeBackfillShard activity) for
+// one shard. Its output objects are
 // <out>/sessions/session_date=D/bucket=SS/backfill-<id>-SSSS-<chunk>.parquet,
-// written by WriteParquet (the streaming sinks' writer) with the shard as
-// bucket: records are cut into chunks in key order and each chunk into
-// dates. It heartbeats after every chunk; a retry sessionizes again (the
-// result is the same) and writes only the chunks the heartbeat does not
+// written by store.WriteSessions (the streaming sinks' writer) with the
+// shard as bucket: records are cut into chunks in key order and each chunk
+// into dates. It heartbeats after every chunk; a retry sessionizes again
+// (the result is the same) and writes only the chunks the heartbeat does not
 // cover.
 //
 // Memory: the shard's events and records, about 150 bytes per event.
-func (a *Activities) SessionizeBackfillShard(ctx context.Context, in BackfillShard) (BackfillSessions, error) {
+func SessionizeShard(ctx context.Context, s3 *minio.Client, in ShardInput) (ShardResult, error) {
 	bucket, prefix, err := checkBackfill(in.ID, in.Out)
 	if err != nil {
-		return BackfillSessions{}, err
+		return ShardResult{}, err
 	}
-	if in.Shard < 0 || in.Shard >= BackfillShardCount {
-		return BackfillSessions{}, badInput("sessionize shard", fmt.Errorf("shard %d: want 0 to %d", in.Shard, BackfillShardCount-1))
+	if in.Shard < 0 || in.Shard >= MaxShards {
+		return ShardResult{}, store.BadInput("sessionize shard", fmt.Errorf("shard %d: want 0 to %d", in.Shard, MaxShards-1))
 	}
 	if err := checkRules(&in.Rules); err != nil {
-		return BackfillSessions{}, err
+		return ShardResult{}, err
 	}
 	var prog shardProgress
 	if activity.HasHeartbeatDetails(ctx) {
@@ -81,11 +83,11 @@ func (a *Activities) SessionizeBackfillShard(ctx context.Context, in BackfillSha
 	hb := startHeartbeat(ctx, prog)
 	defer hb.stop()
 
-	events, pieces, err := a.readShard(ctx, bucket, shardPrefix(prefix, in.ID, in.Shard))
+	events, pieces, err := readShard(ctx, s3, bucket, shardPrefix(prefix, in.ID, in.Shard))
 	if err != nil {
-		return BackfillSessions{}, err
+		return ShardResult{}, err
 	}
-	res := BackfillSessions{Pieces: pieces, Events: int64(len(events)), ResumedChunk: prog.Chunks}
+	res := ShardResult{Pieces: pieces, Events: int64(len(events)), ResumedChunk: prog.Chunks}
 	if len(events) == 0 {
 		return res, nil
 	}
@@ -93,15 +95,14 @@ func (a *Activities) SessionizeBackfillShard(ctx context.Context, in BackfillSha
 	events = nil
 	res.Sessions, res.Duplicates, res.Ignored = int64(len(records)), stats.Duplicates, stats.Ignored
 
-	out := &Activities{S3: a.S3, Bucket: bucket}
 	sink := fmt.Sprintf("backfill/%s/%04d", in.ID, in.Shard)
-	for chunk := 0; chunk*backfillChunkRows < len(records); chunk++ {
+	for chunk := 0; chunk*chunkRows < len(records); chunk++ {
 		if chunk < prog.Chunks {
 			continue // written by an earlier attempt
 		}
-		rows := records[chunk*backfillChunkRows : min(len(records), (chunk+1)*backfillChunkRows)]
-		w, err := out.WriteParquet(ctx, WriteParquetInput{Prefix: prefix, Sink: sink, Bucket: in.Shard,
-			Seq: int64(chunk), Profile: in.Rules.Profile, Records: rows})
+		rows := records[chunk*chunkRows : min(len(records), (chunk+1)*chunkRows)]
+		w, err := store.WriteSessions(ctx, s3, bucket, store.WriteSessionsInput{Prefix: prefix, Sink: sink, Bucket: in.Shard,
+			Seq: int64(chunk), Profile: in.Rules.Profile, Records: rows}, store.ActivityLog(ctx))
 		if err != nil {
 			return res, err
 		}
@@ -140,9 +141,9 @@ func sessionizeWithWatermark(r *session.Rules, pipeline string, events []session
 }
 
 // readShard reads a shard's intermediate objects, a few at a time.
-func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]session.Keyed, int, error) {
+func readShard(ctx context.Context, s3 *minio.Client, bucket, dir string) ([]session.Keyed, int, error) {
 	var keys []string
-	for obj := range a.S3.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: dir, Recursive: true}) {
+	for obj := range s3.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: dir, Recursive: true}) {
 		if obj.Err != nil {
 			return nil, 0, s3Error("list shard", "s3://"+bucket+"/"+dir, obj.Err)
 		}
@@ -157,7 +158,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 	g.SetLimit(4)
 	for i, key := range keys {
 		g.Go(func() error {
-			data, err := getObject(gctx, a.S3, bucket, key)
+			data, err := store.ReadObject(gctx, s3, bucket, key)
 			if err != nil {
 				return s3Error("read shard", "s3://"+bucket+"/"+key, err)
 			}
@@ -165,7 +166,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 				counts[i], err = pieceCount(raws[i])
 			}
 			if err != nil {
-				return badInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, key, err))
+				return store.BadInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, key, err))
 			}
 			return nil
 		})
@@ -188,7 +189,7 @@ func (a *Activities) readShard(ctx context.Context, bucket, dir string) ([]sessi
 			// Interning per piece keeps the goroutines apart; a key's
 			// string is shared within a piece.
 			if _, err := decodePiece(raw, map[string]string{}, dst); err != nil {
-				return badInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, keys[i], err))
+				return store.BadInput("read shard", fmt.Errorf("s3://%s/%s: %w", bucket, keys[i], err))
 			}
 			raws[i] = nil
 			return nil

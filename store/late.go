@@ -1,4 +1,4 @@
-package activities
+package store
 
 import (
 	"cmp"
@@ -10,43 +10,51 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/minio/minio-go/v7"
-	"go.temporal.io/sdk/activity"
+
+	"github.com/sessionflow/sessionflow/session"
 )
+
+// LateEvent is an event that arrived below the watermark it missed.
+type LateEvent struct {
+	Pipeline  string        `json:"pipeline"`
+	Key       string        `json:"key"`
+	Event     session.Event `json:"event"`
+	Watermark int64         `json:"watermark"`
+	// Source is where the event came from (topic/partition/offset), if known.
+	Source string `json:"source,omitempty"`
+	// Raw is the original message, if the writer has it.
+	Raw []byte `json:"raw,omitempty"`
+}
+
+// WriteLateInput is one batch of late events of one writer.
+type WriteLateInput struct {
+	Prefix string `json:"prefix"`
+	// Writer and Seq name the object, as Sink and Seq do for sessions.
+	Writer string      `json:"writer"`
+	Seq    int64       `json:"seq"`
+	Events []LateEvent `json:"events"`
+}
 
 // WriteLate writes one batch of late events as Parquet (ZSTD) to
 // <Prefix>/late_events/event_date=YYYY-MM-DD/<writer>-<seq>.parquet, one
-// object per UTC date of the events' times, rows in the order given. Like
-// WriteParquet, a retried batch overwrites its own objects.
+// object per UTC date of the events' times, rows in the order given, and
+// tells wrote (if set) of each object. Like WriteSessions, a retried batch
+// overwrites its own objects. The session workflows write through the
+// WriteLate activity, the ingester from a plain context; both name objects
+// alike. An input no retry can write is an error of type ErrTypeBadInput.
 //
 // Of an event only its time and id are kept: the rest of session.Event is
 // what the rules derived from the original message, which is in raw when the
 // writer has it.
-func (a *Activities) WriteLate(ctx context.Context, in WriteLateInput) (WriteParquetResult, error) {
-	logger := activity.GetLogger(ctx)
-	return writeLate(ctx, a.S3, a.Bucket, in, func(key string, rows, size int) {
-		logger.Info("wrote parquet", "key", key, "rows", rows, "bytes", size)
-	})
-}
-
-// WriteLateObject is WriteLate outside an activity: the ingester calls it
-// for the events it finds late on arrival, from a plain context. Objects are
-// named as WriteLate names them, so a retried batch overwrites itself. An
-// input no retry can write is an error of type ErrTypeBadInput.
-func WriteLateObject(ctx context.Context, s3 *minio.Client, bucket string, in WriteLateInput) (WriteParquetResult, error) {
-	return writeLate(ctx, s3, bucket, in, nil)
-}
-
-// writeLate writes the batch and reports each object to wrote, if set.
-func writeLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLateInput,
-	wrote func(key string, rows, size int)) (WriteParquetResult, error) {
+func WriteLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLateInput, wrote Wrote) (WriteResult, error) {
 	if in.Writer == "" || in.Seq < 0 {
-		return WriteParquetResult{}, badInput("write late events",
+		return WriteResult{}, BadInput("write late events",
 			fmt.Errorf("writer %q, seq %d: want a writer name and seq >= 0", in.Writer, in.Seq))
 	}
-	var res WriteParquetResult
+	var res WriteResult
 	for _, day := range splitByDate(in.Events, func(e LateEvent) int64 { return e.Event.Time }) {
 		key := fmt.Sprintf("%s/event_date=%s/%s.parquet",
-			joinPrefix(in.Prefix, lateDir), day.date, objectName(in.Writer, in.Seq))
+			JoinPrefix(in.Prefix, lateDir), day.date, objectName(in.Writer, in.Seq))
 		size, err := putParquet(ctx, s3, bucket, key, lateColumns, day.rows)
 		if err != nil {
 			return res, err
@@ -63,7 +71,7 @@ func writeLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLat
 // ReadLate reads back every Parquet object under <prefix>/late_events/,
 // sorted by key, event time and event id. It is for tests and tools.
 func ReadLate(ctx context.Context, s3 *minio.Client, bucket, prefix string) ([]LateEvent, error) {
-	evs, err := readAll(ctx, s3, bucket, joinPrefix(prefix, lateDir)+"/", decodeLate)
+	evs, err := readAll(ctx, s3, bucket, JoinPrefix(prefix, lateDir)+"/", decodeLate)
 	if err != nil {
 		return nil, err
 	}

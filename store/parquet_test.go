@@ -1,4 +1,4 @@
-package activities
+package store
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/file"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	"github.com/minio/minio-go/v7"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -35,14 +36,14 @@ var midnight = time.Date(2024, 3, 10, 0, 0, 0, 0, time.UTC).UnixMilli()
 const hour = int64(time.Hour / time.Millisecond)
 
 func TestWriteParquetRoundTrip(t *testing.T) {
-	a := newActivities(t)
+	b := newBucket(t)
 	tests := []struct {
 		name        string
-		in          WriteParquetInput
+		in          WriteSessionsInput
 		wantObjects []string
 	}{{
 		name: "clickstream over midnight, unicode keys, 0 to 3 pages",
-		in: WriteParquetInput{
+		in: WriteSessionsInput{
 			Prefix: "rt/click", Sink: "sink/clicks/07", Bucket: 7, Seq: 42, Profile: session.Clickstream,
 			Records: []session.Record{
 				click("zoë", midnight+hour, midnight+2*hour, "home", "cart", "checkout"),
@@ -57,7 +58,7 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 		},
 	}, {
 		name: "charging",
-		in: WriteParquetInput{
+		in: WriteSessionsInput{
 			Prefix: "rt/charge", Sink: "sink/ev/00", Bucket: 0, Seq: 1, Profile: session.Charging,
 			Records: []session.Record{
 				charge("UIN-2", midnight, midnight+3*hour, session.ChargingAttrs{
@@ -71,7 +72,7 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 		},
 	}, {
 		name: "openclose under a prefix with stray slashes",
-		in: WriteParquetInput{
+		in: WriteSessionsInput{
 			Prefix: "/rt/open/", Sink: "sink/bays/12", Bucket: 12, Seq: 9_876_543_210, Profile: session.OpenClose,
 			Records: []session.Record{open("bay-3", midnight+5*hour, midnight+6*hour)},
 		},
@@ -80,13 +81,13 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 		},
 	}, {
 		name:        "an empty flush writes nothing",
-		in:          WriteParquetInput{Prefix: "rt/empty", Sink: "sink/clicks/01", Bucket: 1, Profile: session.Clickstream},
+		in:          WriteSessionsInput{Prefix: "rt/empty", Sink: "sink/clicks/01", Bucket: 1, Profile: session.Clickstream},
 		wantObjects: nil,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			res, err := run(t, a, a.WriteParquet, tt.in)
+			res, err := run(t, b, WriteSessions, tt.in)
 			if err != nil {
 				t.Fatalf("WriteParquet: %v", err)
 			}
@@ -94,13 +95,13 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 				t.Errorf("WriteParquet = %q, %d rows; want %q, %d rows",
 					res.Objects, res.Rows, tt.wantObjects, len(tt.in.Records))
 			}
-			if got := listKeys(t, a, tt.in.Prefix); !slices.Equal(got, tt.wantObjects) {
+			if got := listKeys(t, b, tt.in.Prefix); !slices.Equal(got, tt.wantObjects) {
 				t.Errorf("bucket holds %q; want %q", got, tt.wantObjects)
 			}
 
 			// Each object holds its date's records, in input order.
 			for _, key := range tt.wantObjects {
-				data, err := getObject(ctx, a.S3, a.Bucket, key)
+				data, err := ReadObject(ctx, b.S3, b.Name, key)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -119,7 +120,7 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 				}
 			}
 
-			got, err := ReadSessions(ctx, a.S3, a.Bucket, tt.in.Prefix)
+			got, err := ReadSessions(ctx, b.S3, b.Name, tt.in.Prefix)
 			if err != nil {
 				t.Fatalf("ReadSessions: %v", err)
 			}
@@ -131,7 +132,7 @@ func TestWriteParquetRoundTrip(t *testing.T) {
 }
 
 func TestWriteParquetColumnsAndCodec(t *testing.T) {
-	a := newActivities(t)
+	b := newBucket(t)
 	common := []string{"session_id", "key", "pipeline", "profile", "session_start_time_ms",
 		"session_end_time_ms", "duration_ms", "event_count", "close_reason", "closed_at_ms"}
 	str, i64, f64 := arrow.BinaryTypes.String, arrow.PrimitiveTypes.Int64, arrow.PrimitiveTypes.Float64
@@ -153,13 +154,13 @@ func TestWriteParquetColumnsAndCodec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.profile), func(t *testing.T) {
 			ctx := context.Background()
-			in := WriteParquetInput{Prefix: "cols/" + string(tt.profile), Sink: "s", Profile: tt.profile,
+			in := WriteSessionsInput{Prefix: "cols/" + string(tt.profile), Sink: "s", Profile: tt.profile,
 				Records: []session.Record{tt.rec}}
-			res, err := run(t, a, a.WriteParquet, in)
+			res, err := run(t, b, WriteSessions, in)
 			if err != nil {
 				t.Fatalf("WriteParquet: %v", err)
 			}
-			data, err := getObject(ctx, a.S3, a.Bucket, res.Objects[0])
+			data, err := ReadObject(ctx, b.S3, b.Name, res.Objects[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,32 +206,32 @@ func TestWriteParquetColumnsAndCodec(t *testing.T) {
 // A retried flush (same Sink and Seq) overwrites its own objects; the next
 // flush (Seq+1) adds objects beside them.
 func TestWriteParquetRetryOverwrites(t *testing.T) {
-	a := newActivities(t)
+	b := newBucket(t)
 	ctx := context.Background()
-	in := WriteParquetInput{Prefix: "retry", Sink: "sink/clicks/03", Bucket: 3, Seq: 5, Profile: session.Clickstream,
+	in := WriteSessionsInput{Prefix: "retry", Sink: "sink/clicks/03", Bucket: 3, Seq: 5, Profile: session.Clickstream,
 		Records: []session.Record{
 			click("a", midnight-hour, midnight-1, "x"),
 			click("b", midnight+hour, midnight+2*hour, "y", "z"),
 		}}
 
-	first, err := run(t, a, a.WriteParquet, in)
+	first, err := run(t, b, WriteSessions, in)
 	if err != nil {
 		t.Fatalf("WriteParquet: %v", err)
 	}
-	keys := listKeys(t, a, in.Prefix)
+	keys := listKeys(t, b, in.Prefix)
 	for attempt := 2; attempt <= 3; attempt++ {
-		again, err := run(t, a, a.WriteParquet, in)
+		again, err := run(t, b, WriteSessions, in)
 		if err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 		if !reflect.DeepEqual(again, first) {
 			t.Errorf("attempt %d wrote %+v; first attempt %+v", attempt, again, first)
 		}
-		if got := listKeys(t, a, in.Prefix); !slices.Equal(got, keys) {
+		if got := listKeys(t, b, in.Prefix); !slices.Equal(got, keys) {
 			t.Errorf("after attempt %d the bucket holds %q; want %q", attempt, got, keys)
 		}
 	}
-	got, err := ReadSessions(ctx, a.S3, a.Bucket, in.Prefix)
+	got, err := ReadSessions(ctx, b.S3, b.Name, in.Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,13 +242,13 @@ func TestWriteParquetRetryOverwrites(t *testing.T) {
 	next := in
 	next.Seq = 6
 	next.Records = []session.Record{click("c", midnight-hour, midnight-hour)}
-	if _, err := run(t, a, a.WriteParquet, next); err != nil {
+	if _, err := run(t, b, WriteSessions, next); err != nil {
 		t.Fatal(err)
 	}
-	if got := listKeys(t, a, in.Prefix); len(got) != len(keys)+1 {
+	if got := listKeys(t, b, in.Prefix); len(got) != len(keys)+1 {
 		t.Errorf("after the next flush the bucket holds %q; want %d objects", got, len(keys)+1)
 	}
-	got, err = ReadSessions(ctx, a.S3, a.Bucket, in.Prefix)
+	got, err = ReadSessions(ctx, b.S3, b.Name, in.Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,35 +258,35 @@ func TestWriteParquetRetryOverwrites(t *testing.T) {
 }
 
 func TestWriteParquetBadInputIsNotRetried(t *testing.T) {
-	a := newActivities(t)
-	good := func() WriteParquetInput {
-		return WriteParquetInput{Prefix: "bad", Sink: "sink/clicks/00", Profile: session.Clickstream,
+	b := newBucket(t)
+	good := func() WriteSessionsInput {
+		return WriteSessionsInput{Prefix: "bad", Sink: "sink/clicks/00", Profile: session.Clickstream,
 			Records: []session.Record{click("a", midnight, midnight+1, "x")}}
 	}
 	tests := []struct {
 		name string
-		edit func(*WriteParquetInput)
+		edit func(*WriteSessionsInput)
 		want string
 	}{
-		{"record of another profile", func(in *WriteParquetInput) {
+		{"record of another profile", func(in *WriteSessionsInput) {
 			in.Records = append(in.Records, charge("b", midnight, midnight+1, session.ChargingAttrs{}))
 		}, `record 1 (session "b/1710028800000"): profile "charging" in a "clickstream" flush`},
-		{"unknown profile", func(in *WriteParquetInput) { in.Profile = "sessions" }, `unknown profile "sessions"`},
-		{"clickstream record without attributes", func(in *WriteParquetInput) {
+		{"unknown profile", func(in *WriteSessionsInput) { in.Profile = "sessions" }, `unknown profile "sessions"`},
+		{"clickstream record without attributes", func(in *WriteSessionsInput) {
 			in.Records[0].ClickstreamAttrs = nil
 		}, "clickstream record with clickstream attributes false, charging attributes false"},
-		{"clickstream record with charging attributes", func(in *WriteParquetInput) {
+		{"clickstream record with charging attributes", func(in *WriteSessionsInput) {
 			in.Records[0].ChargingAttrs = &session.ChargingAttrs{}
 		}, "clickstream record with clickstream attributes true, charging attributes true"},
-		{"no sink name", func(in *WriteParquetInput) { in.Sink = "" }, "want a sink name"},
-		{"negative seq", func(in *WriteParquetInput) { in.Seq = -1 }, "seq >= 0"},
-		{"negative bucket", func(in *WriteParquetInput) { in.Bucket = -1 }, "bucket >= 0"},
+		{"no sink name", func(in *WriteSessionsInput) { in.Sink = "" }, "want a sink name"},
+		{"negative seq", func(in *WriteSessionsInput) { in.Seq = -1 }, "seq >= 0"},
+		{"negative bucket", func(in *WriteSessionsInput) { in.Bucket = -1 }, "bucket >= 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := good()
 			tt.edit(&in)
-			_, err := run(t, a, a.WriteParquet, in)
+			_, err := run(t, b, WriteSessions, in)
 			var appErr *temporal.ApplicationError
 			if !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.Type() != ErrTypeBadInput {
 				t.Fatalf("WriteParquet error = %v; want a non-retryable %s", err, ErrTypeBadInput)
@@ -295,7 +296,7 @@ func TestWriteParquetBadInputIsNotRetried(t *testing.T) {
 			}
 		})
 	}
-	if got := listKeys(t, a, "bad"); len(got) != 0 {
+	if got := listKeys(t, b, "bad"); len(got) != 0 {
 		t.Errorf("bad input wrote %q", got)
 	}
 }
@@ -303,11 +304,11 @@ func TestWriteParquetBadInputIsNotRetried(t *testing.T) {
 // An S3 failure is transient as far as the activity can tell (the store is
 // down, the bucket not yet created): the retry policy must get to retry it.
 func TestWriteParquetS3ErrorIsRetried(t *testing.T) {
-	a := newActivities(t)
-	a.Bucket = "no-such-bucket"
-	in := WriteParquetInput{Prefix: "p", Sink: "s", Profile: session.OpenClose,
+	b := newBucket(t)
+	b.Name = "no-such-bucket"
+	in := WriteSessionsInput{Prefix: "p", Sink: "s", Profile: session.OpenClose,
 		Records: []session.Record{open("k", midnight, midnight+1)}}
-	_, err := run(t, a, a.WriteParquet, in)
+	_, err := run(t, b, WriteSessions, in)
 	if err == nil {
 		t.Fatal("WriteParquet to a missing bucket succeeded")
 	}
@@ -322,7 +323,7 @@ func TestWriteParquetS3ErrorIsRetried(t *testing.T) {
 }
 
 func TestWriteLateRoundTrip(t *testing.T) {
-	a := newActivities(t)
+	b := newBucket(t)
 	ctx := context.Background()
 	in := WriteLateInput{Prefix: "late", Writer: "ingest/clicks/3", Seq: 7, Events: []LateEvent{
 		{Pipeline: "clicks", Key: "zoë", Event: session.Event{Time: midnight + hour, ID: math.MaxUint64 - 1, Page: "home"},
@@ -332,7 +333,7 @@ func TestWriteLateRoundTrip(t *testing.T) {
 		{Pipeline: "clicks", Key: "a", Event: session.Event{Time: midnight + hour, ID: 12345},
 			Watermark: midnight + 2*hour, Raw: []byte{0, 0xff, '\n'}},
 	}}
-	res, err := run(t, a, a.WriteLate, in)
+	res, err := run(t, b, WriteLate, in)
 	if err != nil {
 		t.Fatalf("WriteLate: %v", err)
 	}
@@ -343,11 +344,11 @@ func TestWriteLateRoundTrip(t *testing.T) {
 	if !slices.Equal(res.Objects, wantObjects) || res.Rows != 3 {
 		t.Errorf("WriteLate = %q, %d rows; want %q, 3 rows", res.Objects, res.Rows, wantObjects)
 	}
-	if got := listKeys(t, a, in.Prefix); !slices.Equal(got, wantObjects) {
+	if got := listKeys(t, b, in.Prefix); !slices.Equal(got, wantObjects) {
 		t.Errorf("bucket holds %q; want %q", got, wantObjects)
 	}
 
-	got, err := ReadLate(ctx, a.S3, a.Bucket, in.Prefix)
+	got, err := ReadLate(ctx, b.S3, b.Name, in.Prefix)
 	if err != nil {
 		t.Fatalf("ReadLate: %v", err)
 	}
@@ -375,26 +376,34 @@ func TestEncodeReleasesMemory(t *testing.T) {
 	}
 }
 
-// newActivities returns Activities writing to a fresh MinIO server.
-func newActivities(t *testing.T) *Activities {
-	srv := miniotest.Start(t)
-	return &Activities{S3: srv.Client, Bucket: srv.Bucket}
+// bucket is where a test writes: a fresh MinIO server's bucket.
+type bucket struct {
+	S3   *minio.Client
+	Name string
 }
 
-// run executes an activity of a in Temporal's test activity environment,
-// which gives it the activity context (logger, info) it expects and sends
-// the input through the same JSON conversion a worker does.
-func run[In any](t *testing.T, a *Activities, fn func(context.Context, In) (WriteParquetResult, error), in In) (WriteParquetResult, error) {
+func newBucket(t *testing.T) *bucket {
+	srv := miniotest.Start(t)
+	return &bucket{S3: srv.Client, Name: srv.Bucket}
+}
+
+// run executes write into b as an activity, as activities.Activities does,
+// in Temporal's test activity environment: that gives it the activity
+// context ActivityLog needs and sends the input and the result through the
+// same JSON conversion a worker does.
+func run[In any](t *testing.T, b *bucket, write func(context.Context, *minio.Client, string, In, Wrote) (WriteResult, error), in In) (WriteResult, error) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
 	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	val, err := env.ExecuteActivity(fn, in)
+	env.RegisterActivityWithOptions(func(ctx context.Context, in In) (WriteResult, error) {
+		return write(ctx, b.S3, b.Name, in, ActivityLog(ctx))
+	}, activity.RegisterOptions{Name: "write"})
+	val, err := env.ExecuteActivity("write", in)
 	if err != nil {
-		return WriteParquetResult{}, err
+		return WriteResult{}, err
 	}
-	var res WriteParquetResult
+	var res WriteResult
 	if err := val.Get(&res); err != nil {
 		t.Fatalf("decode result: %v", err)
 	}
@@ -402,10 +411,10 @@ func run[In any](t *testing.T, a *Activities, fn func(context.Context, In) (Writ
 }
 
 // listKeys lists every object under prefix, in key order.
-func listKeys(t *testing.T, a *Activities, prefix string) []string {
+func listKeys(t *testing.T, b *bucket, prefix string) []string {
 	t.Helper()
 	var keys []string
-	for obj := range a.S3.ListObjectsIter(context.Background(), a.Bucket,
+	for obj := range b.S3.ListObjectsIter(context.Background(), b.Name,
 		minio.ListObjectsOptions{Prefix: strings.Trim(prefix, "/") + "/", Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatalf("list %s: %v", prefix, obj.Err)

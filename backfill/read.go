@@ -1,4 +1,4 @@
-package activities
+package backfill
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 // Input formats, told apart by their first bytes rather than their names.
@@ -38,8 +39,8 @@ var (
 // as `starter sessionize` numbers them; fn gets the line without its line
 // end. JSON lines may be gzip-compressed; a Parquet file's rows become JSON
 // objects, row n being line n.
-func (a *Activities) eachInputLine(ctx context.Context, obj inputObject, from int64, fn func(ln int64, line []byte) error) error {
-	rc, err := a.openInput(ctx, obj.URL)
+func eachInputLine(ctx context.Context, s3 *minio.Client, obj inputObject, from int64, fn func(ln int64, line []byte) error) error {
+	rc, err := openInput(ctx, s3, obj.URL)
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (a *Activities) eachInputLine(ctx context.Context, obj inputObject, from in
 		defer zr.Close()
 		return classify(eachLine(ctx, zr, from, each))
 	case bytes.Equal(magic, parquetMagic):
-		f, cleanup, err := a.seekable(obj.URL, br)
+		f, cleanup, err := seekable(obj.URL, br)
 		if err != nil {
 			return classify(err)
 		}
@@ -102,8 +103,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // openInput opens an s3:// URL or a local path for streaming.
-func (a *Activities) openInput(ctx context.Context, url string) (io.ReadCloser, error) {
-	bucket, key, ok := ParseS3URL(url)
+func openInput(ctx context.Context, s3 *minio.Client, url string) (io.ReadCloser, error) {
+	bucket, key, ok := store.ParseS3URL(url)
 	if !ok {
 		f, err := os.Open(url)
 		if err != nil {
@@ -111,7 +112,7 @@ func (a *Activities) openInput(ctx context.Context, url string) (io.ReadCloser, 
 		}
 		return f, nil
 	}
-	obj, err := a.S3.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	obj, err := s3.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, s3Error("open input", url, err)
 	}
@@ -121,8 +122,8 @@ func (a *Activities) openInput(ctx context.Context, url string) (io.ReadCloser, 
 // seekable returns the Parquet file to read at random: a local file as it
 // is, an S3 object copied to a temporary file (Parquet's footer is at the
 // end, and a spooled copy bounds memory whatever the object's size).
-func (a *Activities) seekable(url string, r io.Reader) (parquet.ReaderAtSeeker, func(), error) {
-	if _, _, ok := ParseS3URL(url); !ok {
+func seekable(url string, r io.Reader) (parquet.ReaderAtSeeker, func(), error) {
+	if _, _, ok := store.ParseS3URL(url); !ok {
 		f, err := os.Open(url)
 		if err != nil {
 			return nil, nil, localError("open input", err)
@@ -149,7 +150,7 @@ func readError(url string, err error) error {
 	var corrupt flate.CorruptInputError
 	var bad badData
 	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &corrupt) || errors.As(err, &bad) {
-		return badInput("read input", fmt.Errorf("%s: %w", url, err))
+		return store.BadInput("read input", fmt.Errorf("%s: %w", url, err))
 	}
 	if code := minio.ToErrorResponse(err).Code; code != "" {
 		return s3Error("read input", url, err)

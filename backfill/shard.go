@@ -1,4 +1,4 @@
-package activities
+package backfill
 
 import (
 	"bytes"
@@ -19,12 +19,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
-// BackfillRoute is phase 1 of a backfill for one input object: decode it,
+// RouteInput is phase 1 of a backfill for one input object: decode it,
 // drop invalid lines into rejects and events outside [Since, Until), and
 // route the rest by key hash into shard objects.
-type BackfillRoute struct {
+type RouteInput struct {
 	ID    string        `json:"id"`
 	Out   string        `json:"out"`
 	Index int           `json:"index"` // the input's position in the manifest
@@ -51,8 +52,8 @@ type RouteStats struct {
 	Pieces  int   `json:"pieces"` // shard objects written
 }
 
-// BackfillRouted is what routing one input did.
-type BackfillRouted struct {
+// Routed is what routing one input did.
+type Routed struct {
 	RouteStats
 	Bytes int64 `json:"bytes"` // the input object's size
 	// ResumedPart is the part this attempt resumed at after an earlier
@@ -69,24 +70,24 @@ type routeProgress struct {
 
 const defaultPartLines = 500_000
 
-// RouteBackfillInput runs phase 1 for one input object. It heartbeats after
-// every part with the part count and the statistics so far; a retry reads
-// that heartbeat and resumes at the next part, skipping the lines before it
-// without decoding them. Intermediate objects are named by (input, part,
-// shard), and a part's content depends only on the input, so a part that
-// an earlier attempt wrote in full or in part is overwritten with the same
-// bytes: no duplicates, nothing lost.
-func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (BackfillRouted, error) {
+// Route runs phase 1 (the RouteBackfillInput activity) for one input object.
+// It heartbeats after every part with the part count and the statistics so
+// far; a retry reads that heartbeat and resumes at the next part, skipping
+// the lines before it without decoding them. Intermediate objects are named
+// by (input, part, shard), and a part's content depends only on the input,
+// so a part that an earlier attempt wrote in full or in part is overwritten
+// with the same bytes: no duplicates, nothing lost.
+func Route(ctx context.Context, s3 *minio.Client, in RouteInput) (Routed, error) {
 	bucket, prefix, err := checkBackfill(in.ID, in.Out)
 	if err != nil {
-		return BackfillRouted{}, err
+		return Routed{}, err
 	}
-	if in.Shards < 1 || in.Shards > BackfillShardCount || in.Index < 0 || in.Index >= MaxBackfillInputs {
-		return BackfillRouted{}, badInput("route input", fmt.Errorf("shards %d, index %d: want 1 to %d shards, index 0 to %d",
-			in.Shards, in.Index, BackfillShardCount, MaxBackfillInputs-1))
+	if in.Shards < 1 || in.Shards > MaxShards || in.Index < 0 || in.Index >= maxInputs {
+		return Routed{}, store.BadInput("route input", fmt.Errorf("shards %d, index %d: want 1 to %d shards, index 0 to %d",
+			in.Shards, in.Index, MaxShards, maxInputs-1))
 	}
 	if err := checkRules(&in.Rules); err != nil {
-		return BackfillRouted{}, err
+		return Routed{}, err
 	}
 	partLines := in.PartLines
 	if partLines <= 0 {
@@ -99,9 +100,9 @@ func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (
 			prog = last
 		}
 	}
-	obj, err := a.readManifest(ctx, bucket, prefix, in.ID, in.Index)
+	obj, err := readManifest(ctx, s3, bucket, prefix, in.ID, in.Index)
 	if err != nil {
-		return BackfillRouted{}, err
+		return Routed{}, err
 	}
 	log := activity.GetLogger(ctx)
 	if prog.NextPart > 0 {
@@ -114,7 +115,7 @@ func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (
 	r.stats = prog.Stats
 	part := prog.NextPart
 	flush := func() error {
-		if err := a.flushPart(ctx, bucket, prefix, in.ID, in.Index, part, r); err != nil {
+		if err := flushPart(ctx, s3, bucket, prefix, in.ID, in.Index, part, r); err != nil {
 			return err
 		}
 		r.stats.Parts = part + 1
@@ -122,7 +123,7 @@ func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (
 		return nil
 	}
 	pending := false // lines of part read but not flushed
-	err = a.eachInputLine(ctx, obj, int64(part)*partLines, func(ln int64, line []byte) error {
+	err = eachInputLine(ctx, s3, obj, int64(part)*partLines, func(ln int64, line []byte) error {
 		if p := int((ln - 1) / partLines); p != part {
 			if err := flush(); err != nil {
 				return err
@@ -137,21 +138,21 @@ func (a *Activities) RouteBackfillInput(ctx context.Context, in BackfillRoute) (
 		err = flush()
 	}
 	if err != nil {
-		return BackfillRouted{}, err
+		return Routed{}, err
 	}
 	log.Info("routed input", "input", obj.URL, "lines", r.stats.Lines, "events", r.stats.Events,
 		"invalid", r.stats.Invalid, "filtered", r.stats.Filtered, "parts", r.stats.Parts)
-	return BackfillRouted{RouteStats: r.stats, Bytes: obj.Size, ResumedPart: prog.NextPart}, nil
+	return Routed{RouteStats: r.stats, Bytes: obj.Size, ResumedPart: prog.NextPart}, nil
 }
 
 // flushPart uploads one part: a compressed object per shard that got
 // events, and the part's rejects. It resets the router's buffers.
-func (a *Activities) flushPart(ctx context.Context, bucket, prefix, id string, index, part int, r *router) error {
+func flushPart(ctx context.Context, s3 *minio.Client, bucket, prefix, id string, index, part int, r *router) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	put := func(key string, data []byte, contentType string) {
 		g.Go(func() error {
-			if _, err := a.S3.PutObject(gctx, bucket, key, bytes.NewReader(data), int64(len(data)),
+			if _, err := s3.PutObject(gctx, bucket, key, bytes.NewReader(data), int64(len(data)),
 				minio.PutObjectOptions{ContentType: contentType}); err != nil {
 				return s3Error("write", "s3://"+bucket+"/"+key, err)
 			}

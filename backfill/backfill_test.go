@@ -1,4 +1,4 @@
-package activities
+package backfill
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ import (
 
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 )
 
 func TestEachLineNumbersLikeTheBatchEngine(t *testing.T) {
@@ -179,7 +180,7 @@ func TestPieceRoundTrip(t *testing.T) {
 		{Key: "DRN7", Event: session.Event{Time: 5, Seq: 1, Flags: session.FlagActive | session.FlagSoC, SoC: 81.25}},
 		{Key: "DRN7", Event: session.Event{Time: 6, Seq: 2, Flags: session.FlagSoC}}, // a SoC reading of 0
 		{Key: "DRN8", Event: session.Event{Time: 7, Seq: 3, SoC: -1}},
-		{Key: "ユーザー", Event: session.Event{Time: 0, Seq: backfillSeq(MaxBackfillInputs-1, 1<<40-1), Flags: session.FlagEnd}},
+		{Key: "ユーザー", Event: session.Event{Time: 0, Seq: backfillSeq(maxInputs-1, 1<<40-1), Flags: session.FlagEnd}},
 	}
 	raw := slices.Clone(pieceHeader)
 	for _, e := range events {
@@ -332,15 +333,35 @@ func compareRecordsForTest(a, b session.Record) int {
 // environment, as a worker would.
 type backfillEnv struct {
 	t   *testing.T
-	a   *Activities
+	a   *testActivities
 	s3  *miniotest.Server
 	hb  any // heartbeat details the next activity starts with
 	out string
 }
 
+// testActivities registers the engine under its activity names, as
+// activities.Activities does, which this package cannot import.
+type testActivities struct{ s3 *minio.Client }
+
+func (a *testActivities) PrepareBackfill(ctx context.Context, in PrepareInput) (Manifest, error) {
+	return Prepare(ctx, a.s3, in)
+}
+
+func (a *testActivities) RouteBackfillInput(ctx context.Context, in RouteInput) (Routed, error) {
+	return Route(ctx, a.s3, in)
+}
+
+func (a *testActivities) SessionizeBackfillShard(ctx context.Context, in ShardInput) (ShardResult, error) {
+	return SessionizeShard(ctx, a.s3, in)
+}
+
+func (a *testActivities) CleanupBackfill(ctx context.Context, in CleanupInput) (int, error) {
+	return Cleanup(ctx, a.s3, in)
+}
+
 func newBackfillEnv(t *testing.T) *backfillEnv {
 	srv := miniotest.Start(t)
-	return &backfillEnv{t: t, a: &Activities{S3: srv.Client, Bucket: srv.Bucket}, s3: srv,
+	return &backfillEnv{t: t, a: &testActivities{s3: srv.Client}, s3: srv,
 		out: "s3://" + srv.Bucket + "/bf"}
 }
 
@@ -381,7 +402,7 @@ func (e *backfillEnv) objects(prefix string) map[string][]byte {
 		if obj.Err != nil {
 			e.t.Fatal(obj.Err)
 		}
-		data, err := getObject(context.Background(), e.s3.Client, e.s3.Bucket, obj.Key)
+		data, err := store.ReadObject(context.Background(), e.s3.Client, e.s3.Bucket, obj.Key)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -442,7 +463,7 @@ func TestBackfillActivities(t *testing.T) {
 
 	inputs := []string{filepath.Join(dir, "in"), "s3://" + e.s3.Bucket + "/raw/c"}
 	const id = "0123abcd"
-	m, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: id, Out: e.out, Inputs: inputs})
+	m, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: id, Out: e.out, Inputs: inputs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +475,7 @@ func TestBackfillActivities(t *testing.T) {
 	since, until := t0+30*minute, t0+400*minute
 	var total RouteStats
 	for i := range m.Objects {
-		r, err := exec[BackfillRouted](e, e.a.RouteBackfillInput, BackfillRoute{ID: id, Out: e.out, Index: i, Rules: rules,
+		r, err := exec[Routed](e, e.a.RouteBackfillInput, RouteInput{ID: id, Out: e.out, Index: i, Rules: rules,
 			Since: since, Until: until, Shards: 3, PartLines: 16})
 		if err != nil {
 			t.Fatalf("route %d: %v", i, err)
@@ -467,7 +488,7 @@ func TestBackfillActivities(t *testing.T) {
 	}
 	var sessions int64
 	for shard := range 3 {
-		s, err := exec[BackfillSessions](e, e.a.SessionizeBackfillShard, BackfillShard{ID: id, Out: e.out, Pipeline: "clicks",
+		s, err := exec[ShardResult](e, e.a.SessionizeBackfillShard, ShardInput{ID: id, Out: e.out, Pipeline: "clicks",
 			Rules: rules, Shard: shard, MaxTime: total.MaxTime})
 		if err != nil {
 			t.Fatalf("sessionize %d: %v", shard, err)
@@ -497,7 +518,7 @@ func TestBackfillActivities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadSessions(context.Background(), e.s3.Client, e.s3.Bucket, "bf")
+	got, err := store.ReadSessions(context.Background(), e.s3.Client, e.s3.Bucket, "bf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +544,7 @@ func TestBackfillActivities(t *testing.T) {
 		t.Errorf("rejects %v", rj)
 	}
 
-	n, err := exec[int](e, e.a.CleanupBackfill, BackfillCleanup{ID: id, Out: e.out})
+	n, err := exec[int](e, e.a.CleanupBackfill, CleanupInput{ID: id, Out: e.out})
 	if err != nil || n == 0 {
 		t.Fatalf("cleanup: %d objects, %v", n, err)
 	}
@@ -548,27 +569,27 @@ func TestRouteResumesFromHeartbeat(t *testing.T) {
 	rules, _ := session.Defaults(session.Clickstream)
 	rules.TimeField = "event_timestamp"
 	const id = "resume"
-	if _, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: id, Out: e.out,
+	if _, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: id, Out: e.out,
 		Inputs: []string{"s3://" + e.s3.Bucket + "/in"}}); err != nil {
 		t.Fatal(err)
 	}
 	for index, r := range []session.Rules{rules, func() session.Rules { r := rules; r.TimeField = "ts"; return r }()} {
-		route := BackfillRoute{ID: id, Out: e.out, Index: index, Rules: r, Shards: 4, PartLines: 2}
+		route := RouteInput{ID: id, Out: e.out, Index: index, Rules: r, Shards: 4, PartLines: 2}
 		if index == 0 {
 			route.PartLines = 10
 		}
-		whole, err := exec[BackfillRouted](e, e.a.RouteBackfillInput, route)
+		whole, err := exec[Routed](e, e.a.RouteBackfillInput, route)
 		if err != nil {
 			t.Fatal(err)
 		}
 		written := e.objects("bf/")
-		if _, err := e.a.removeAll(context.Background(), e.s3.Bucket, "bf/"); err != nil {
+		if _, err := removeAll(context.Background(), e.s3.Client, e.s3.Bucket, "bf/"); err != nil {
 			t.Fatal(err)
 		}
 		// The state an attempt that died during part 2 left: parts 0 and 1
 		// done, counted by a router that saw their lines.
 		partial := newRouter(&r, index, "", 0, 0, 4)
-		err = e.a.eachInputLine(context.Background(), inputObject{URL: "s3://" + e.s3.Bucket + "/in/" + []string{"a.jsonl.gz", "b.parquet"}[index]}, 0,
+		err = eachInputLine(context.Background(), e.s3.Client, inputObject{URL: "s3://" + e.s3.Bucket + "/in/" + []string{"a.jsonl.gz", "b.parquet"}[index]}, 0,
 			func(ln int64, line []byte) error {
 				if ln <= 2*route.PartLines {
 					partial.add(ln, line)
@@ -586,7 +607,7 @@ func TestRouteResumesFromHeartbeat(t *testing.T) {
 		}
 		e.put(manifestKey("bf", id, 0), written[manifestKey("bf", id, 0)])
 		e.hb = routeProgress{NextPart: 2, Stats: partial.stats}
-		resumed, err := exec[BackfillRouted](e, e.a.RouteBackfillInput, route)
+		resumed, err := exec[Routed](e, e.a.RouteBackfillInput, route)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -609,7 +630,7 @@ func TestRouteResumesFromHeartbeat(t *testing.T) {
 		if len(again) == 0 || len(again) >= len(written) {
 			t.Errorf("input %d: resumed attempt wrote %d objects, single attempt %d", index, len(again), len(written))
 		}
-		if _, err := e.a.removeAll(context.Background(), e.s3.Bucket, "bf/rejects/"); err != nil {
+		if _, err := removeAll(context.Background(), e.s3.Client, e.s3.Bucket, "bf/rejects/"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -619,8 +640,8 @@ func TestRouteResumesFromHeartbeat(t *testing.T) {
 // earlier attempt's heartbeat writes only the chunks after it, byte for byte
 // what one attempt writes.
 func TestSessionizeResumesFromHeartbeat(t *testing.T) {
-	defer func(n int) { backfillChunkRows = n }(backfillChunkRows)
-	backfillChunkRows = 4
+	defer func(n int) { chunkRows = n }(chunkRows)
+	chunkRows = 4
 	e := newBackfillEnv(t)
 	var lines []string
 	for i := range 60 {
@@ -629,16 +650,16 @@ func TestSessionizeResumesFromHeartbeat(t *testing.T) {
 	e.put("in/a.jsonl", []byte(strings.Join(lines, "\n")))
 	rules, _ := session.Defaults(session.Clickstream)
 	const id = "chunks"
-	if _, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: id, Out: e.out,
+	if _, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: id, Out: e.out,
 		Inputs: []string{"s3://" + e.s3.Bucket + "/in"}}); err != nil {
 		t.Fatal(err)
 	}
-	routed, err := exec[BackfillRouted](e, e.a.RouteBackfillInput, BackfillRoute{ID: id, Out: e.out, Rules: rules, Shards: 1})
+	routed, err := exec[Routed](e, e.a.RouteBackfillInput, RouteInput{ID: id, Out: e.out, Rules: rules, Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	shard := BackfillShard{ID: id, Out: e.out, Pipeline: "p", Rules: rules, MaxTime: routed.MaxTime}
-	whole, err := exec[BackfillSessions](e, e.a.SessionizeBackfillShard, shard)
+	shard := ShardInput{ID: id, Out: e.out, Pipeline: "p", Rules: rules, MaxTime: routed.MaxTime}
+	whole, err := exec[ShardResult](e, e.a.SessionizeBackfillShard, shard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,11 +667,11 @@ func TestSessionizeResumesFromHeartbeat(t *testing.T) {
 	if whole.Sessions != 60 || whole.Objects != len(written) || len(written) != 15 {
 		t.Fatalf("one attempt: %+v, %d objects; want 60 sessions in 15 chunks", whole, len(written))
 	}
-	if _, err := e.a.removeAll(context.Background(), e.s3.Bucket, "bf/sessions/"); err != nil {
+	if _, err := removeAll(context.Background(), e.s3.Client, e.s3.Bucket, "bf/sessions/"); err != nil {
 		t.Fatal(err)
 	}
 	e.hb = shardProgress{Chunks: 10, Objects: 10}
-	resumed, err := exec[BackfillSessions](e, e.a.SessionizeBackfillShard, shard)
+	resumed, err := exec[ShardResult](e, e.a.SessionizeBackfillShard, shard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,29 +723,29 @@ func TestBackfillBadInputsAreNotRetried(t *testing.T) {
 	e.put("in/broken.json.gz", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0, 'x', 'y', 'z'})
 	for name, call := range map[string]func() error{
 		"missing local path": func() error {
-			_, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: "x1", Out: e.out,
+			_, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: "x1", Out: e.out,
 				Inputs: []string{filepath.Join(t.TempDir(), "nope")}})
 			return err
 		},
 		"empty prefix": func() error {
-			_, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: "x1", Out: e.out,
+			_, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: "x1", Out: e.out,
 				Inputs: []string{"s3://" + e.s3.Bucket + "/nothing-here"}})
 			return err
 		},
 		"relative path": func() error {
-			_, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: "x1", Out: e.out, Inputs: []string{"in/x"}})
+			_, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: "x1", Out: e.out, Inputs: []string{"in/x"}})
 			return err
 		},
 		"bad id": func() error {
-			_, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: "../x", Out: e.out})
+			_, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: "../x", Out: e.out})
 			return err
 		},
 		"corrupt gzip": func() error {
-			if _, err := exec[BackfillManifest](e, e.a.PrepareBackfill, BackfillObjects{ID: "x2", Out: e.out,
+			if _, err := exec[Manifest](e, e.a.PrepareBackfill, PrepareInput{ID: "x2", Out: e.out,
 				Inputs: []string{"s3://" + e.s3.Bucket + "/in/broken.json.gz"}}); err != nil {
 				return err
 			}
-			_, err := exec[BackfillRouted](e, e.a.RouteBackfillInput, BackfillRoute{ID: "x2", Out: e.out, Rules: rules, Shards: 2})
+			_, err := exec[Routed](e, e.a.RouteBackfillInput, RouteInput{ID: "x2", Out: e.out, Rules: rules, Shards: 2})
 			return err
 		},
 	} {
