@@ -14,7 +14,7 @@ type Keyed struct {
 }
 
 // Batch sessionizes a finite input: every event is known up front, so the
-// watermark at the end is the largest event time of the input (DESIGN.md §3,
+// watermark at the end is the largest event time of the input (docs/DESIGN.md §3,
 // batch end of input). It runs the same Tracker as the workflows, once per
 // key, with the input position (line number) as arrival order.
 type Batch struct {

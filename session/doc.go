@@ -7,7 +7,7 @@
 // same code: one implementation of the rules, and therefore one result for
 // the same events.
 //
-// The contract (DESIGN.md §3) in short: per key, events are applied in
+// The contract (docs/DESIGN.md §3) in short: per key, events are applied in
 // event-time order (ties keep arrival order); an event joins the open session
 // iff its time is at or before every deadline of that session; a session
 // closes when an event beyond a deadline arrives or when the watermark passes

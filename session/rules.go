@@ -10,7 +10,7 @@ import (
 // Profile names a built-in set of session rules.
 type Profile string
 
-// The built-in profiles (DESIGN.md §3).
+// The built-in profiles (docs/DESIGN.md §3).
 const (
 	Clickstream Profile = "clickstream"
 	Charging    Profile = "charging"

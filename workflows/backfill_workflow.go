@@ -199,7 +199,7 @@ func (in BackfillInput) validate() error {
 }
 
 // BackfillWorkflow sessionizes history with the batch engine, as a
-// distributed job (DESIGN.md §4):
+// distributed job (docs/DESIGN.md §4):
 //
 //  1. PrepareBackfill lists the inputs into a manifest in S3.
 //  2. RouteBackfillInput, one per input object, decodes it and routes its
