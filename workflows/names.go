@@ -24,7 +24,7 @@ const (
 	QueryState = "state"
 	// QueryClock returns a ClockWorkflow's ClockState.
 	QueryClock = "clock"
-	// QueryBuffer returns a SinkWorkflow's SinkState.
+	// QuerySink returns a SinkWorkflow's SinkState.
 	QuerySink = "sink"
 )
 

@@ -1,6 +1,6 @@
 // Package rulesflag binds the command-line flags that override a profile's
-// session rules; starter and worker share it so the flags mean the same
-// everywhere.
+// session rules. The starter's sessionize and backfill commands share it so
+// the flags mean the same in both.
 package rulesflag
 
 import (
