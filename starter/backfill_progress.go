@@ -3,126 +3,117 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
+// numbers formats the counts of the progress and the summary with
+// thousands separators: 1,234,567.
+var numbers = message.NewPrinter(language.English)
+
+// progressSteps is the bar's resolution: the backfill's fraction done in
+// thousandths.
+const progressSteps = 1000
+
 // progressBar draws the progress as one refreshing line on a terminal, and
 // as a line every 10 seconds (and on phase changes) elsewhere, such as in a
-// CI log.
+// CI log, where a refreshing line would write a carriage return a second.
 type progressBar struct {
 	w     io.Writer
+	bar   *progressbar.ProgressBar
 	tty   bool
 	last  time.Time
 	phase string
-	drawn bool
 }
 
 func newProgressBar(w io.Writer) *progressBar {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil {
-			tty = fi.Mode()&os.ModeCharDevice != 0
-		}
+	tty := isTerminal(w)
+	out := io.Discard // elsewhere show writes the bar's rendered line itself
+	if tty {
+		out = w
 	}
-	return &progressBar{w: w, tty: tty}
+	bar := progressbar.NewOptions64(progressSteps,
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionUseANSICodes(tty),
+		progressbar.OptionSetWidth(20),
+		progressbar.OptionSetTheme(progressbar.Theme{Saucer: "#", SaucerPadding: ".", BarStart: "[", BarEnd: "]"}),
+		// The ETA comes from the workflow's start, not the bar's, so that
+		// it holds when this command attaches to a running backfill.
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetElapsedTime(false),
+		progressbar.OptionShowDescriptionAtLineEnd())
+	return &progressBar{w: w, bar: bar, tty: tty}
 }
 
 func (b *progressBar) show(p workflows.BackfillProgress, now time.Time, final bool) {
-	line := progressLine(p, now)
+	n := int64(p.Fraction() * progressSteps)
+	switch {
+	case final:
+		n = progressSteps
+	case n >= progressSteps:
+		n = progressSteps - 1 // the bar finishes when the backfill does
+	}
+	b.bar.Describe(progressStats(p, now)) // before Set64: a finished bar keeps its text
+	_ = b.bar.Set64(n)                    // only errors writing to the terminal
 	if b.tty {
-		fmt.Fprintf(b.w, "\r%s\x1b[K", line)
-		b.drawn = true
 		return
 	}
 	if final || p.Phase != b.phase || now.Sub(b.last) >= 10*time.Second {
-		fmt.Fprintln(b.w, line)
+		fmt.Fprintln(b.w, strings.TrimSpace(b.bar.String()))
 		b.last, b.phase = now, p.Phase
 	}
 }
 
 // end leaves the refreshing line in place and moves below it.
 func (b *progressBar) end() {
-	if b.drawn {
+	if b.tty && b.bar.IsStarted() {
 		fmt.Fprintln(b.w)
-		b.drawn = false
 	}
+	_ = b.bar.Exit()
 }
 
-// progressLine renders the progress: a bar, the phase, objects read,
+// progressStats renders what follows the bar: the phase, objects read,
 // events, sessions written and the estimated time left.
-func progressLine(p workflows.BackfillProgress, now time.Time) string {
-	const width = 20
+func progressStats(p workflows.BackfillProgress, now time.Time) string {
 	frac := p.Fraction()
-	filled := int(frac * width)
-	eta := "--"
+	eta := "ETA --"
 	elapsed := now.Sub(p.StartedAt)
 	switch {
 	case p.Phase == workflows.PhaseDone:
 		eta = "done in " + elapsed.Round(time.Second).String()
 	case frac >= 0.02 && !p.StartedAt.IsZero():
-		eta = (time.Duration(float64(elapsed) * (1 - frac) / frac)).Round(time.Second).String()
+		eta = "ETA " + (time.Duration(float64(elapsed) * (1 - frac) / frac)).Round(time.Second).String()
 	}
 	phase := p.Phase
 	if phase == "" {
 		phase = workflows.PhaseListing
 	}
-	line := fmt.Sprintf("[%s%s] %3.0f%% %-12s objects %d/%d · %s events · %s invalid · shards %d/%d · %s sessions written · ETA %s",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), 100*frac, phase,
-		p.Routed, p.Objects, thousands(p.Events), thousands(p.Invalid), p.Sessionized, p.Shards, thousands(p.Sessions), eta)
-	if p.Phase == workflows.PhaseDone {
-		line = strings.Replace(line, "ETA ", "", 1)
-	}
-	return line
+	return numbers.Sprintf("%-12s objects %d/%d · %d events · %d invalid · shards %d/%d · %d sessions written · %s",
+		phase, p.Routed, p.Objects, p.Events, p.Invalid, p.Sessionized, p.Shards, p.Sessions, eta)
 }
 
 // backfillSummary is the last line of a finished backfill.
 func backfillSummary(p workflows.BackfillProgress) string {
-	s := fmt.Sprintf("done: %d objects, %s lines, %s events", p.Objects, thousands(p.Lines), thousands(p.Events))
+	s := numbers.Sprintf("done: %d objects, %d lines, %d events", p.Objects, p.Lines, p.Events)
 	var notes []string
 	if p.Invalid > 0 {
-		notes = append(notes, fmt.Sprintf("%s invalid in %s/rejects/", thousands(p.Invalid), strings.TrimRight(p.Out, "/")))
+		notes = append(notes, numbers.Sprintf("%d invalid in %s/rejects/", p.Invalid, strings.TrimRight(p.Out, "/")))
 	}
 	if p.Filtered > 0 {
-		notes = append(notes, thousands(p.Filtered)+" outside the time range")
+		notes = append(notes, numbers.Sprintf("%d outside the time range", p.Filtered))
 	}
 	if p.Duplicates > 0 {
-		notes = append(notes, thousands(p.Duplicates)+" duplicates")
+		notes = append(notes, numbers.Sprintf("%d duplicates", p.Duplicates))
 	}
 	if len(notes) > 0 {
 		s += " (" + strings.Join(notes, ", ") + ")"
 	}
-	return s + fmt.Sprintf(" -> %s sessions in %d Parquet objects under %s/sessions/",
-		thousands(p.Sessions), p.Files, strings.TrimRight(p.Out, "/"))
+	return s + numbers.Sprintf(" -> %d sessions in %d Parquet objects under %s/sessions/",
+		p.Sessions, p.Files, strings.TrimRight(p.Out, "/"))
 }
-
-// thousands writes n with thousands separators: 1,234,567.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-// silentLogger drops the Temporal client's own logs, which would tear the
-// progress line; errors reach the user as this command's errors.
-type silentLogger struct{}
-
-func (silentLogger) Debug(string, ...any) {}
-func (silentLogger) Info(string, ...any)  {}
-func (silentLogger) Warn(string, ...any)  {}
-func (silentLogger) Error(string, ...any) {}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/log"
 
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/internal/env"
@@ -27,7 +29,9 @@ func (f *backfillFlags) run(ctx context.Context, stdout, stderr io.Writer, in wo
 	if err != nil {
 		return fmt.Errorf("temporal client config: %w", err)
 	}
-	opts.Logger = silentLogger{}
+	// The Temporal client's own logs would tear the progress line; errors
+	// reach the user as this command's errors.
+	opts.Logger = log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	c, err := client.Dial(opts)
 	if err != nil {
 		return fmt.Errorf("connect to temporal at %s: %w", opts.HostPort, err)
