@@ -103,8 +103,8 @@ func bindBackfillFlags(fs *pflag.FlagSet) *backfillFlags {
 	fs.DurationVar(&f.refresh, "refresh", time.Second, "progress refresh interval with --wait")
 	fs.StringVar(&f.taskQueue, "task-queue", workflows.TaskQueue, "Temporal task queue of the workers")
 	fs.StringVar(&f.ui, "ui", env.Or("TEMPORAL_UI", "http://localhost:8233"), "Temporal UI base URL for the link (env TEMPORAL_UI)")
-	fs.StringVar(&f.s3Endpoint, "s3-endpoint", env.Or("S3_ENDPOINT", "127.0.0.1:9000"), "S3-compatible endpoint host:port (env S3_ENDPOINT)")
-	fs.StringVar(&f.s3Bucket, "s3-bucket", env.Or("S3_BUCKET", "sessionflow"), "bucket of the default --out (env S3_BUCKET)")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", env.Or("S3_ENDPOINT", env.DefaultS3Endpoint), "S3-compatible endpoint host:port (env S3_ENDPOINT)")
+	fs.StringVar(&f.s3Bucket, "s3-bucket", env.Or("S3_BUCKET", env.DefaultS3Bucket), "bucket of the default --out (env S3_BUCKET)")
 	fs.BoolVar(&f.s3TLS, "s3-tls", env.True("S3_TLS"), "use TLS to reach S3 (env S3_TLS=true)")
 	// The rule flags live in a set of their own so that we can tell
 	// whether any was given next to --pipelines.
