@@ -365,7 +365,7 @@ func (s *stack) dialTemporal() {
 }
 
 func quietLogger() tlog.Logger {
-	return tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 }
 
 // --- workers ----------------------------------------------------------------

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/server/temporaltest"
 
@@ -173,23 +175,33 @@ func TestProgressLine(t *testing.T) {
 	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := workflows.BackfillProgress{Phase: workflows.PhaseRouting, StartedAt: start, Objects: 8, Routed: 4, Bytes: 800,
 		BytesRead: 400, Events: 1234567, Invalid: 3, Shards: 16}
-	got := progressLine(p, start.Add(30*time.Second))
+	var out bytes.Buffer
+	bar := newProgressBar(&out) // not a terminal: a line at a time
+	bar.show(p, start.Add(30*time.Second), false)
 	f := p.Fraction() // half the input read: half of routing's share
-	bar := strings.Repeat("#", int(20*f)) + strings.Repeat(".", 20-int(20*f))
+	filled := strings.Repeat("#", int(20*f)) + strings.Repeat(".", 20-int(20*f))
 	eta := time.Duration(float64(30*time.Second) * (1 - f) / f).Round(time.Second)
-	for _, want := range []string{fmt.Sprintf("[%s] %3.0f%%", bar, 100*f), "routing", "objects 4/8", "1,234,567 events", "3 invalid",
+	got := out.String()
+	for _, want := range []string{fmt.Sprintf("%d%% [%s]", int(100*f), filled), "routing", "objects 4/8", "1,234,567 events", "3 invalid",
 		"shards 0/16", "0 sessions written", "ETA " + eta.String()} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q lacks %q", got, want)
 		}
 	}
-	p.Phase, p.Sessionized, p.Sessions = workflows.PhaseDone, 16, 98765
-	if got := progressLine(p, start.Add(time.Minute)); !strings.Contains(got, "100%") || !strings.Contains(got, "done in 1m0s") ||
-		!strings.Contains(got, "98,765 sessions written") {
-		t.Errorf("done: %q", got)
+	if strings.ContainsAny(got, "\r\x1b") || strings.Count(got, "\n") != 1 {
+		t.Errorf("not a terminal: want one plain line, got %q", got)
 	}
-	if got := thousands(-1234); got != "-1,234" {
-		t.Errorf("thousands(-1234) = %q", got)
+	out.Reset()
+	bar.show(p, start.Add(35*time.Second), false)
+	if out.Len() != 0 {
+		t.Errorf("a line 5s after the last in the same phase: %q", out.String())
+	}
+	p.Phase, p.Sessionized, p.Sessions = workflows.PhaseDone, 16, 98765
+	bar.show(p, start.Add(time.Minute), true)
+	bar.end()
+	if got := out.String(); !strings.Contains(got, "100% [####################]") || !strings.Contains(got, "done in 1m0s") ||
+		!strings.Contains(got, "98,765 sessions written") || strings.Contains(got, "ETA") {
+		t.Errorf("done: %q", got)
 	}
 }
 
@@ -199,7 +211,7 @@ func TestProgressLine(t *testing.T) {
 func TestBackfillCommand(t *testing.T) {
 	s3 := miniotest.Start(t)
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	c := ts.NewClientWithOptions(client.Options{Logger: silentLogger{}})
+	c := ts.NewClientWithOptions(client.Options{Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	w := worker.New(c, "starter-test", worker.Options{})
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterActivity(&activities.Activities{S3: s3.Client, Bucket: s3.Bucket})

@@ -160,7 +160,7 @@ func runBackfill(t *testing.T, m *bfMocks, in BackfillInput) (BackfillProgress, 
 }
 
 func bfQuietLogger() log.Logger {
-	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 1})))
+	return log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 }
 
 func TestBackfillWorkflowPhasesAndContinueAsNew(t *testing.T) {

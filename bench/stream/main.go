@@ -30,7 +30,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessionflow/sessionflow/ingest"
 	"github.com/sessionflow/sessionflow/internal/proc"
+	"github.com/sessionflow/sessionflow/workflows"
 )
 
 //go:embed pipelines.yaml
@@ -126,9 +128,9 @@ Flags:
 	fs.DurationVar(&o.warmup, "warmup", time.Minute, "the first part of --duration left out of rates and latencies (open sessions build up)")
 	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 30*time.Second, "how long the no-op SignalWithStart ceiling runs against each server (0 skips it)")
 	fs.IntVar(&o.ceilingSignals, "ceiling-signals", 5, "signals each no-op workflow run receives before it completes")
-	fs.IntVar(&o.maxInFlight, "max-in-flight", 32, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
-	fs.DurationVar(&o.flushInterval, "flush-interval", time.Second, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
-	fs.IntVar(&o.wftPollers, "wft-pollers", 16, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", ingest.DefaultMaxInFlight, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
+	fs.DurationVar(&o.flushInterval, "flush-interval", ingest.DefaultFlushInterval, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
+	fs.IntVar(&o.wftPollers, "wft-pollers", workflows.DefaultWorkflowTaskPollers, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
 	fs.IntVar(&o.openSessions, "open-sessions", 10_000, "sessions opened at once, one event each, before the pipelines run (in a process of their own), to measure the worker's memory with that many open; 0 skips")
 	fs.BoolVar(&o.pipelines, "pipelines", true, "run the ceiling and the pipelines; false with --open-sessions measures only the open sessions")
 	if err := fs.Parse(args); err != nil {

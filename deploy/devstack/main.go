@@ -18,21 +18,24 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sessionflow/sessionflow/internal/env"
 )
 
 //go:embed pipelines.yaml
 var pipelinesYAML []byte
 
-// Ports of the dev stack, all on loopback.
+// Ports of the dev stack, all on loopback. MinIO and its bucket are where
+// the worker's and the starter's S3 flags point by default.
 const (
 	temporalAddr = "127.0.0.1:7233"
 	uiPort       = "8233"
-	minioAddr    = "127.0.0.1:9000"
+	minioAddr    = env.DefaultS3Endpoint
 	minioConsole = "127.0.0.1:9001"
 	kafkaAddr    = "127.0.0.1:9092"
 	webhookAddr  = "127.0.0.1:8099"
 	metricsAddr  = "127.0.0.1:9464"
-	bucket       = "sessionflow"
+	bucket       = env.DefaultS3Bucket
 	minioUser    = "sessionflow"
 	minioPass    = "sessionflow-dev-only"
 )

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/sessionflow/sessionflow/internal/env"
 	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/workflows"
 )
@@ -124,7 +125,8 @@ func (s *stack) track(p *proc.Process) *proc.Process {
 }
 
 func (s *stack) startS3(ctx context.Context) error {
-	s.s3Addr, s.s3User, s.s3Pass = s.o.s3, os.Getenv("S3_ACCESS_KEY_ID"), os.Getenv("S3_SECRET_ACCESS_KEY")
+	s.s3Addr = s.o.s3
+	s.s3User, s.s3Pass = env.S3Credentials()
 	if s.s3Addr == "" {
 		s.s3Addr, s.s3User, s.s3Pass = minioAddr, minioUser, minioPass
 	}
@@ -195,7 +197,7 @@ func (s *stack) startWebhook() {
 func (s *stack) dialTemporal(ctx context.Context, addr string, p *proc.Process) error {
 	wait := proc.Wait{What: "Temporal at " + addr, Limit: 90 * time.Second, Interval: pollEvery, Proc: p}
 	opts := client.Options{HostPort: addr, Namespace: "default",
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))}
 	register := func(ctx context.Context, c client.Client) error {
 		return workflows.RegisterSearchAttributes(ctx, c, "default")
 	}

@@ -9,6 +9,14 @@ package env
 
 import "os"
 
+// The S3 endpoint and bucket of both binaries' flags when S3_ENDPOINT and
+// S3_BUCKET are unset: a MinIO on this machine, where deploy/devstack runs
+// it.
+const (
+	DefaultS3Endpoint = "127.0.0.1:9000"
+	DefaultS3Bucket   = "sessionflow"
+)
+
 // Or returns the value of the environment variable name, or def if it is
 // unset or empty.
 func Or(name, def string) string {
