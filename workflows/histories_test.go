@@ -14,9 +14,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// -update-histories makes the integration test save real histories of each
-// workflow kind into testdata/histories, for TestReplay.
-var updateHistories = flag.Bool("update-histories", false, "save workflow histories from the integration test into testdata/histories")
+// -update-histories makes the integration test (TestIntegration/straight)
+// save real histories of each workflow kind into testdata/histories, and
+// TestRecordHistories record the corpus's particular cases there, for
+// TestReplay.
+var updateHistories = flag.Bool("update-histories", false, "save workflow histories from the integration test and TestRecordHistories into testdata/histories")
 
 // saveHistories stores one history per query: the first run it matches.
 func saveHistories(ctx context.Context, t *testing.T, c client.Client, namespace string) {
@@ -25,10 +27,6 @@ func saveHistories(ctx context.Context, t *testing.T, c client.Client, namespace
 		"session_continued_as_new": "WorkflowType = 'SessionWorkflow' AND ExecutionStatus = 'ContinuedAsNew'",
 		"sink_continued_as_new":    "WorkflowType = 'SinkWorkflow' AND ExecutionStatus = 'ContinuedAsNew'",
 		"clock_running":            "WorkflowType = 'ClockWorkflow' AND ExecutionStatus = 'Running'",
-	}
-	dir := filepath.Join("testdata", "histories")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
 	}
 	for name, query := range picks {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: namespace, Query: query, PageSize: 1})
@@ -45,13 +43,23 @@ func saveHistories(ctx context.Context, t *testing.T, c client.Client, namespace
 			}
 			h.Events = append(h.Events, e)
 		}
-		data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name+".json"), data, 0o644); err != nil {
+		if err := writeHistory(name, &h); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("saved %s: %s (%d events)", name, ex.GetWorkflowId(), len(h.Events))
 	}
+}
+
+// writeHistory stores h as testdata/histories/<name>.json, in the JSON form
+// the replayer reads.
+func writeHistory(name string, h *historypb.History) error {
+	dir := filepath.Join("testdata", "histories")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name+".json"), data, 0o644)
 }

@@ -1,29 +1,77 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/worker"
 )
 
-// TestReplay replays real histories (recorded by the integration test with
-// -update-histories) against today's workflow code: a change that breaks
-// determinism for running workflows fails here.
+// replayCorpus names every history in testdata/histories and what it holds.
+// The first four come from the integration test (go test -run
+// TestIntegration/straight -update-histories ./workflows), the rest from
+// TestRecordHistories (go test -run TestRecordHistories -update-histories
+// ./workflows), which checks each for what its name says before saving it.
+var replayCorpus = []string{
+	// TestIntegration/straight, recorded before tie numbering (072146a)
+	// and before batch-paced search attributes (e7affb2).
+	"session_completed",        // a session run that closed and completed
+	"session_continued_as_new", // a session run that continued as new
+	"sink_continued_as_new",    // a sink run that flushed and continued as new
+	"clock_running",            // a running clock
+	// TestRecordHistories.
+	"session_multi_batch",             // four events signals in four tasks, a timer, hand-off by signal
+	"session_late_event",              // an event below W: WriteLate
+	"session_break_started",           // charging: a bridged break, break_started and session_closed notices
+	"session_expiry_warning",          // Open/Close: expiry_warning, then closed by the Close event
+	"session_sink_fallback",           // the signal to a sink that does not run fails: DeliverRecord
+	"session_continued_with_pending",  // closes a session, continues as new with the next one's events pending
+	"session_continued_run_completed", // a run started from carried state that closes it and completes
+	"session_tie_numbered",            // logout and click in one ms: the tie-numbering version marker, continue-as-new
+	"session_tie_successor",           // the next run, closing "<key>/<start>-1"
+	"sink_flushed",                    // a sink's first run: two record signals, one WriteParquet, continue-as-new
+	"sink_started_by_delivery",        // a sink run started by DeliverRecord's signal-with-start, flushed
+	"clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
+}
+
+// TestReplay replays the recorded histories of replayCorpus against today's
+// workflow code: a change that breaks determinism for running workflows
+// fails here. Every name of the corpus must be there, and no file outside
+// it.
 func TestReplay(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
+	dir := filepath.Join("testdata", "histories")
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 4 {
-		t.Fatalf("found %d histories in testdata/histories, want one per workflow kind (regenerate with: go test -run TestIntegration/straight -update-histories ./workflows)", len(files))
-	}
+	var have []string
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		have = append(have, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	for _, name := range replayCorpus {
+		if !slices.Contains(have, name) {
+			t.Errorf("history %s.json is missing from %s (re-record it: see replayCorpus)", name, dir)
+		}
+	}
+	for _, name := range have {
+		if !slices.Contains(replayCorpus, name) {
+			t.Errorf("%s/%s.json is not in replayCorpus: name it there, with what it holds", dir, name)
+		}
+	}
+	for _, name := range replayCorpus {
+		f := filepath.Join(dir, name+".json")
+		if _, err := os.Stat(f); err != nil {
+			continue // reported above
+		}
+		t.Run(name, func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(SessionWorkflow)
 			r.RegisterWorkflow(ClockWorkflow)
 			r.RegisterWorkflow(SinkWorkflow)
+			r.RegisterWorkflow(BackfillWorkflow)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}
