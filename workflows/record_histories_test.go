@@ -19,6 +19,7 @@ import (
 	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/internal/miniotest"
 	"github.com/sessionflow/sessionflow/session"
+	"github.com/sessionflow/sessionflow/store"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -457,7 +458,7 @@ func recordMultiBatch(r *recorder) {
 	if len(flushes) != 1 || sink.completed("WriteParquet") != 1 {
 		t.Fatalf("%s: %d WriteParquet scheduled, %d completed, want one flush", sink.id, len(flushes), sink.completed("WriteParquet"))
 	}
-	var in activities.WriteParquetInput
+	var in store.WriteSessionsInput
 	if err := json.Unmarshal(flushes[0], &in); err != nil || len(in.Records) != 2 || in.Seq != 0 {
 		t.Fatalf("%s: flush input %s (%v), want the two records as seq 0", sink.id, flushes[0], err)
 	}
@@ -485,7 +486,7 @@ func recordLate(r *recorder) {
 	if len(writes) != 1 || h.completed("WriteLate") != 1 {
 		t.Fatalf("%s: %d WriteLate scheduled, %d completed, want 1", h.id, len(writes), h.completed("WriteLate"))
 	}
-	var in activities.WriteLateInput
+	var in store.WriteLateInput
 	if err := json.Unmarshal(writes[0], &in); err != nil || len(in.Events) != 1 || in.Events[0].Event.Time != t0+4*sec || in.Events[0].Watermark != t0+10*sec {
 		t.Fatalf("%s: WriteLate input %s (%v), want the event of t0+4s below W t0+10s", h.id, writes[0], err)
 	}
