@@ -32,7 +32,7 @@ import (
 // producing its case fails here instead of saving a history of something
 // else. Without the flag it is skipped: TestReplay is what runs in make test.
 //
-//	go test -count=1 -run TestRecordHistories -update-histories ./workflows
+//	go test -count=1 -run TestRecordHistories ./workflows -args -update-histories
 func TestRecordHistories(t *testing.T) {
 	if !*updateHistories {
 		t.Skip("records testdata/histories only with -update-histories")

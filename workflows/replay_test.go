@@ -12,9 +12,10 @@ import (
 
 // replayCorpus names every history in testdata/histories and what it holds.
 // The first four come from the integration test (go test -run
-// TestIntegration/straight -update-histories ./workflows), the rest from
-// TestRecordHistories (go test -run TestRecordHistories -update-histories
-// ./workflows), which checks each for what its name says before saving it.
+// TestIntegration/straight ./workflows -args -update-histories), the rest
+// from TestRecordHistories (go test -run TestRecordHistories ./workflows
+// -args -update-histories), which checks each for what its name says before
+// saving it.
 var replayCorpus = []string{
 	// TestIntegration/straight, recorded before tie numbering (072146a)
 	// and before batch-paced search attributes (e7affb2).
