@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 DEVDIR  := $(CURDIR)/.dev
 
-.PHONY: all build tools test smoke vet fmt-check fuzz bench bench-sessionize bench-batch fault dev clean
+.PHONY: all build tools test smoke vet lint fmt-check fuzz bench bench-sessionize bench-batch fault dev clean
 
 all: build
 
@@ -29,12 +29,39 @@ $(BIN)/temporal:
 ## The integration tests run smaller under the race detector (it slows the
 ## in-process Temporal server about eightfold), so they run again at full size
 ## without it.
-test: fmt-check vet $(BIN)/minio
+test: fmt-check vet lint $(BIN)/minio
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -timeout 30m -run 'Integration|EndToEnd' ./workflows ./ingest
 
 vet:
 	$(GO) vet ./...
+
+## lint: staticcheck over the whole module, tests included, and again over
+## ./fault with its build tag (it is only built with -tags fault); then
+## Temporal's workflowcheck, which follows every workflow function into the
+## code it calls and reports what is not deterministic (map iteration,
+## goroutines, time.Now, ...). Suppress a false positive with an inline
+## `//workflowcheck:ignore <why>` on the line; workflowcheck.yaml holds only
+## what cannot be marked inline (the standard library).
+# Cost: both tools read every dependency, the Temporal server included, and
+# not through tests alone (bench/stream imports it), so skipping tests with
+# -tests=false would save nothing. What keeps lint cheap in make test is
+# running it after vet: staticcheck's `go list -export` reuses the compiled
+# packages vet left in the build cache, and staticcheck keeps its findings per
+# package in its own cache (STATICCHECK_CACHE), so a warm run only re-reads
+# what changed. Bump a version below and `rm bin/staticcheck bin/workflowcheck`.
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+lint: $(BIN)/staticcheck $(BIN)/workflowcheck
+	$(BIN)/staticcheck ./...
+	$(BIN)/staticcheck -tags fault ./fault
+	$(BIN)/workflowcheck -config workflowcheck.yaml ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(BIN)/workflowcheck:
+	GOBIN=$(BIN) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi

@@ -295,6 +295,7 @@ func (t *Tracker) State() TrackerState {
 		last := t.last
 		s.Last = &last
 	}
+	//workflowcheck:ignore map order does not matter: s.Seen is sorted below
 	for id := range t.seen {
 		s.Seen = append(s.Seen, id)
 	}

@@ -52,13 +52,13 @@ import (
 // bfMocks are the backfill activities as the workflow sees them, recording
 // their calls.
 type bfMocks struct {
-	mu               sync.Mutex
-	routed, shards   []int
-	maxTimes         []int64
-	prepared, clean  int
-	inflight, peak   atomic.Int32
-	failInput        int // -1: none
-	objects, nshards int
+	mu              sync.Mutex
+	routed, shards  []int
+	maxTimes        []int64
+	prepared, clean int
+	inflight, peak  atomic.Int32
+	failInput       int // -1: none
+	objects         int
 }
 
 func (m *bfMocks) register(env *testsuite.TestWorkflowEnvironment) {
@@ -375,12 +375,6 @@ func bfGzip(t testing.TB, s string) []byte {
 // time as a timestamp (clickstream) or an int64 (charging), statuses and
 // SoC as numbers. A line that is not an event becomes a row without a key.
 func bfParquet(t testing.TB, p session.Profile, lines []string) []byte {
-	type row struct {
-		UUID, UIN, Page, ID string
-		TS                  string // clickstream: digits
-		Time                int64
-		Status, SoC         int64
-	}
 	var fields []arrow.Field
 	if p == session.Clickstream {
 		fields = []arrow.Field{{Name: "uuid", Type: arrow.BinaryTypes.String, Nullable: true},
