@@ -51,21 +51,12 @@ func WriteLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLat
 		return WriteResult{}, BadInput("write late events",
 			fmt.Errorf("writer %q, seq %d: want a writer name and seq >= 0", in.Writer, in.Seq))
 	}
-	var res WriteResult
-	for _, day := range splitByDate(in.Events, func(e LateEvent) int64 { return e.Event.Time }) {
-		key := fmt.Sprintf("%s/event_date=%s/%s.parquet",
-			JoinPrefix(in.Prefix, lateDir), day.date, objectName(in.Writer, in.Seq))
-		size, err := putParquet(ctx, s3, bucket, key, lateColumns, day.rows)
-		if err != nil {
-			return res, err
-		}
-		if wrote != nil {
-			wrote(key, len(day.rows), size)
-		}
-		res.Objects = append(res.Objects, key)
-		res.Rows += len(day.rows)
-	}
-	return res, nil
+	return putDays(ctx, s3, bucket, lateColumns, in.Events, wrote,
+		func(e LateEvent) int64 { return e.Event.Time },
+		func(date string) string {
+			return fmt.Sprintf("%s/event_date=%s/%s.parquet",
+				JoinPrefix(in.Prefix, lateDir), date, objectName(in.Writer, in.Seq))
+		})
 }
 
 // ReadLate reads back every Parquet object under <prefix>/late_events/,

@@ -63,6 +63,26 @@ func objectName(writer string, seq int64) string {
 	return fmt.Sprintf("%s-%010d", strings.ReplaceAll(writer, "/", "-"), seq)
 }
 
+// putDays writes rows as one Parquet object per UTC date of ms(row), named
+// key(date), and tells wrote (if set) of each object.
+func putDays[T any](ctx context.Context, s3 *minio.Client, bucket string, cols []column[T], rows []T, wrote Wrote,
+	ms func(T) int64, key func(date string) string) (WriteResult, error) {
+	var res WriteResult
+	for _, day := range splitByDate(rows, ms) {
+		k := key(day.date)
+		size, err := putParquet(ctx, s3, bucket, k, cols, day.rows)
+		if err != nil {
+			return res, err
+		}
+		if wrote != nil {
+			wrote(k, len(day.rows), size)
+		}
+		res.Objects = append(res.Objects, k)
+		res.Rows += len(day.rows)
+	}
+	return res, nil
+}
+
 // putParquet encodes rows and uploads them as key, returning the object's
 // size. Its errors, S3's included, are plain wrapped errors and therefore
 // retried. It needs no activity context, so the ingester can use it too.

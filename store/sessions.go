@@ -45,21 +45,12 @@ func WriteSessions(ctx context.Context, s3 *minio.Client, bucket string, in Writ
 		return WriteResult{}, BadInput("write sessions", err)
 	}
 	cols := slices.Concat(sessionColumns, attrColumns[in.Profile])
-	var res WriteResult
-	for _, day := range splitByDate(in.Records, func(r session.Record) int64 { return r.Start }) {
-		key := fmt.Sprintf("%s/session_date=%s/bucket=%02d/%s.parquet",
-			JoinPrefix(in.Prefix, sessionsDir), day.date, in.Bucket, objectName(in.Sink, in.Seq))
-		size, err := putParquet(ctx, s3, bucket, key, cols, day.rows)
-		if err != nil {
-			return res, err
-		}
-		if wrote != nil {
-			wrote(key, len(day.rows), size)
-		}
-		res.Objects = append(res.Objects, key)
-		res.Rows += len(day.rows)
-	}
-	return res, nil
+	return putDays(ctx, s3, bucket, cols, in.Records, wrote,
+		func(r session.Record) int64 { return r.Start },
+		func(date string) string {
+			return fmt.Sprintf("%s/session_date=%s/bucket=%02d/%s.parquet",
+				JoinPrefix(in.Prefix, sessionsDir), date, in.Bucket, objectName(in.Sink, in.Seq))
+		})
 }
 
 // ReadSessions reads back every Parquet object under <prefix>/sessions/,
