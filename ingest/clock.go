@@ -28,7 +28,7 @@ func (i *Ingester) publish(ctx context.Context, final bool) {
 		i.wm.sent(pub, err == nil)
 		switch {
 		case ctx.Err() != nil:
-			return // stopping: the session's end publishes once more
+			return // stopping: the generation's end publishes once more
 		case err != nil:
 			i.met.clockErr.Inc()
 			i.log.Warn("watermark not published; will retry", "error", err)

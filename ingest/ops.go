@@ -91,7 +91,7 @@ func (i *Ingester) writeLate(ctx context.Context, in activities.WriteLateInput) 
 // sendDeadLetters writes dead letters, sending again only those that failed.
 func (i *Ingester) sendDeadLetters(ctx context.Context, msgs []*sarama.ProducerMessage) error {
 	return i.retry(ctx, "send dead letters to "+i.cfg.DLQTopic, func(ctx context.Context) error {
-		err := sendDeadLetters(ctx, i.dlq, msgs)
+		err := produceDeadLetters(ctx, i.dlq, msgs)
 		var partial *retryDeadLetters
 		if errors.As(err, &partial) {
 			msgs = partial.msgs

@@ -84,7 +84,7 @@ type partition struct {
 	ackedMax   int64     // largest acknowledged event time
 	lastActive time.Time // when its last on-time event (or revival) came
 
-	// Commit side: offsets marked in the session, the messages before them,
+	// Commit side: offsets marked in the generation, the messages before them,
 	// and how many of those were committed.
 	marked, markedMsgs, committedMsgs int64
 
@@ -104,7 +104,7 @@ type watermark struct {
 	r         int64   // the clock's W as last read
 	rate      float64 // the clock's pace as last read, for the batches
 	parts     map[int32]*partition
-	since     time.Time // when the session's partitions were assigned
+	since     time.Time // when the generation's partitions were assigned
 }
 
 func newWatermark(topic string, lateness, idleAfter time.Duration) *watermark {
@@ -112,7 +112,7 @@ func newWatermark(topic string, lateness, idleAfter time.Duration) *watermark {
 		r: session.NoWatermark, parts: map[int32]*partition{}}
 }
 
-// assign registers the partitions claimed in a session.
+// assign registers the partitions claimed in a generation.
 func (w *watermark) assign(parts []int32, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -138,7 +138,7 @@ func (w *watermark) firstEvent(p int32, t int64) {
 	}
 }
 
-// release forgets every partition (the session ended).
+// release forgets every partition (the generation ended).
 func (w *watermark) release() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -182,7 +182,7 @@ func (w *watermark) acked(p int32, t int64) {
 	}
 }
 
-// marked records that the session marked offset next of p, n more messages
+// marked records that the generation marked offset next of p, n more messages
 // being done.
 func (w *watermark) marked(p int32, next, n int64) {
 	w.mu.Lock()
@@ -267,7 +267,7 @@ type publication struct {
 // progress computes the marks to send now and applies them to the model at
 // once, as if the clock had them already: the model must stay an upper
 // bound of the clock, also while the update is in flight or if its outcome
-// is unknown. final is the hand-over at the end of a session: it reports
+// is unknown. final is the hand-over at the end of a generation: it reports
 // progress but never idleness.
 func (w *watermark) progress(now time.Time, final bool) publication {
 	w.mu.Lock()
@@ -355,7 +355,7 @@ func (w *watermark) lookup(p int32, st workflows.ClockState) partState {
 }
 
 // waitingForFirst reports whether a partition absent from the clock has not
-// shown its first event yet, within startup of the session's start.
+// shown its first event yet, within startup of the generation's start.
 func (w *watermark) waitingForFirst(now time.Time, startup time.Duration) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
