@@ -93,7 +93,7 @@ func (c *claimConsumer) run() error {
 				return c.drain()
 			}
 			if err := c.handle(m); err != nil {
-				if c.gen.sess.Context().Err() != nil || c.i.crashed.Load() {
+				if c.gen.sess.Context().Err() != nil {
 					return c.drain() // the generation ended while the clock was asked
 				}
 				return err
@@ -296,22 +296,18 @@ func (c *claimConsumer) complete(r opResult) {
 // for, up to DrainTimeout; what is not acknowledged by then is abandoned
 // uncommitted, to be read again by the partition's next owner.
 func (c *claimConsumer) drain() error {
-	if !c.i.crashed.Load() {
-		c.flushAll()
-		timeout := time.NewTimer(c.i.lim.DrainTimeout)
-		defer timeout.Stop()
-		for c.inflight > 0 {
-			select {
-			case <-c.mail.ready:
-				c.completeAll()
-			case <-timeout.C:
-				c.giveUp()
-				return nil
-			}
+	c.flushAll()
+	timeout := time.NewTimer(c.i.lim.DrainTimeout)
+	defer timeout.Stop()
+	for c.inflight > 0 {
+		select {
+		case <-c.mail.ready:
+			c.completeAll()
+		case <-timeout.C:
+			c.giveUp()
+			return nil
 		}
-		return nil
 	}
-	c.giveUp()
 	return nil
 }
 

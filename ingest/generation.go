@@ -59,9 +59,6 @@ func (g *generation) loop(ctx context.Context) {
 // commit makes the marked offsets durable and then lets the watermark pass
 // the events before them (rule 1 of watermark.go).
 func (g *generation) commit() {
-	if g.i.crashed.Load() {
-		return
-	}
 	cp := g.i.wm.snapshotMarks()
 	g.sess.Commit()
 	n := g.i.wm.committed(cp)
@@ -86,12 +83,10 @@ func (g *generation) requestCommit() {
 func (g *generation) end() {
 	g.stop()
 	g.done.Wait()
-	if !g.i.crashed.Load() {
-		g.commit()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		g.i.publish(ctx, true)
-		cancel()
-	}
+	g.commit()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	g.i.publish(ctx, true)
+	cancel()
 	g.i.wm.release()
 	g.i.log.Info("partitions released", "generation", g.sess.GenerationID())
 }

@@ -301,10 +301,13 @@ func TestIdlePartitionsDoNotHoldTheWatermark(t *testing.T) {
 }
 
 // TestCrashBetweenSignalAndCommit: an ingester dies after Temporal accepted
-// batches whose offsets it had not committed. Its successor reads them
-// again; they are still above the watermark (rule 1 of watermark.go), so
-// the sessions drop them as duplicates: every session equals the batch
-// engine's, nothing is late.
+// batches whose offsets it had not committed. It dies as a process does,
+// through its connections (see mortal): the signal that kills it is
+// accepted by Temporal but never acknowledged to the ingester, and from
+// then on neither Temporal nor the brokers hear from it. Its successor reads
+// those batches again; they are still above the watermark (rule 1 of
+// watermark.go), so the sessions drop them as duplicates: every session
+// equals the batch engine's, nothing is late.
 func TestCrashBetweenSignalAndCommit(t *testing.T) {
 	brokers := cluster(t, 4)
 	lines, keys := clicks(t, 100, 4000, 3)
@@ -323,22 +326,45 @@ func TestCrashBetweenSignalAndCommit(t *testing.T) {
 	}
 
 	fake := newFakeTemporal(&rules, "clicks")
+	fake.fail = func(string, int) (time.Duration, error) { return 2 * time.Millisecond, nil }
 	late := &fakeLate{}
-	var first atomic.Pointer[Ingester]
+	// The first ingester dies with the signal that takes Temporal past
+	// crashAt events, once the group has committed offsets: the successor
+	// starts from committed offsets and a clock that moved, and the batches
+	// Temporal took after them come again. The dying signal waits for the
+	// commit alone; the other signals go on.
 	var accepted atomic.Int64
 	crashAt := int64(len(lines) * 6 / 10)
-	fake.fail = func(string, int) (time.Duration, error) { return 2 * time.Millisecond, nil }
-	fake.onAccept = func(_ string, b workflows.EventBatch) {
-		if ing := first.Load(); ing != nil && accepted.Add(int64(len(b.Events))) >= crashAt {
-			ing.crashed.Store(true) // dies before it commits what Temporal just took
+	taken, die := make(chan struct{}), make(chan struct{})
+	var dying sync.Once
+	first := &mortal{temporal: fake, diesAfter: func(_ string, b workflows.EventBatch) bool {
+		if accepted.Add(int64(len(b.Events))) < crashAt {
+			return false
 		}
-	}
+		mine := false
+		dying.Do(func() { mine = true; close(taken) })
+		if mine {
+			<-die
+		}
+		return mine
+	}}
 	lim := fastLimits()
 	lim.MaxInFlight = 2
-	ing, stopFirst := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "crash",
-		Temporal: fake, Late: late, Limits: lim, Source: "first"})
-	first.Store(ing)
-	waitFor(t, 30*time.Second, "the crash", ing.crashed.Load)
+	lim.DrainTimeout = time.Second // a dead process drains nothing; do not wait for it
+	_, stopFirst := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "crash",
+		Temporal: first, Kafka: first.kafka(kafkaConfig()), Late: late, Limits: lim, Source: "first"})
+	letDie := sync.OnceFunc(func() { close(die) })
+	t.Cleanup(letDie) // runs before startIngester's stop: a dying signal must not hold Run up
+	select {
+	case <-taken:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Temporal did not take %d events within 30s", crashAt)
+	}
+	waitFor(t, 30*time.Second, "a commit before the crash", func() bool {
+		return slices.Max(committed(t, brokers, "crash", 4)) > 0
+	})
+	letDie()
+	waitFor(t, 10*time.Second, "the crash", first.dead.Load)
 	stopFirst()
 	before := committed(t, brokers, "crash", 4)
 

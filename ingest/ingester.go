@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -29,11 +28,6 @@ type Ingester struct {
 	// clockMu serializes what the ingester says to the clock: a wake's
 	// read-publish-read must not interleave with a periodic update.
 	clockMu sync.Mutex
-
-	// crashed simulates a process death in tests: from then on nothing is
-	// committed, published or signalled, and revoked partitions are
-	// abandoned at once.
-	crashed atomic.Bool
 }
 
 // New validates cfg and builds the ingester. It connects to nothing; Run
