@@ -154,6 +154,8 @@ type fakeLate struct {
 	writes []activities.WriteLateInput
 }
 
+var _ LateWriter = (*fakeLate)(nil)
+
 func (l *fakeLate) WriteLate(ctx context.Context, in activities.WriteLateInput) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
