@@ -15,9 +15,6 @@ const clockTimeout = 10 * time.Second
 // publish sends the clock the progress of our partitions (only what
 // changed) and reads its watermark back for the batches' watermarks.
 func (i *Ingester) publish(ctx context.Context, final bool) {
-	if i.crashed.Load() {
-		return
-	}
 	i.clockMu.Lock()
 	defer i.clockMu.Unlock()
 	pub := i.wm.progress(time.Now(), final)
@@ -28,7 +25,7 @@ func (i *Ingester) publish(ctx context.Context, final bool) {
 		i.wm.sent(pub, err == nil)
 		switch {
 		case ctx.Err() != nil:
-			return // stopping: the session's end publishes once more
+			return // stopping: the generation's end publishes once more
 		case err != nil:
 			i.met.clockErr.Inc()
 			i.log.Warn("watermark not published; will retry", "error", err)

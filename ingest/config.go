@@ -88,9 +88,9 @@ type Limits struct {
 	// before it stops holding the watermark back (default 30s).
 	IdleAfter time.Duration
 	// StartupWait is how long the first event of a partition new to the
-	// clock waits for the session's other new partitions to show their
-	// first events, so that the watermark starts at the earliest of them
-	// (default 2s).
+	// clock waits for the other partitions new to the clock in its
+	// consumer-group generation to show their first events, so that the
+	// watermark starts at the earliest of them (default 2s).
 	StartupWait time.Duration
 	// PublishInterval is how often offsets are committed and the
 	// watermark is sent to the clock (default 500ms; at most a few

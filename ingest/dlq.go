@@ -55,9 +55,9 @@ func reasonOf(err error) string {
 	}
 }
 
-// deadLetter is m as it goes to the dead-letter topic: the original key,
+// newDeadLetter is m as it goes to the dead-letter topic: the original key,
 // value and headers, plus the reason and the source position.
-func deadLetter(topic, pipeline string, m *sarama.ConsumerMessage, reason, detail string) *sarama.ProducerMessage {
+func newDeadLetter(topic, pipeline string, m *sarama.ConsumerMessage, reason, detail string) *sarama.ProducerMessage {
 	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+6)
 	for _, h := range m.Headers {
 		if h != nil {
@@ -79,13 +79,15 @@ func deadLetter(topic, pipeline string, m *sarama.ConsumerMessage, reason, detai
 	return pm
 }
 
-// sendDeadLetters writes msgs, retrying only those that failed. A message
-// the broker refuses as too large is sent again with its value truncated
-// (HeaderTruncated says so): a dead letter must never stop the partition.
+// produceDeadLetters makes one attempt at writing msgs. On a partial failure
+// it returns a *retryDeadLetters naming only the messages to send again, a
+// message the broker refused as too large among them with its value
+// truncated (HeaderTruncated says so): a dead letter must never stop the
+// partition.
 // SendMessages ignores contexts, so this stops waiting when ctx ends; the
 // messages may still be written, and a redelivery may then write them twice
 // (the source headers identify them).
-func sendDeadLetters(ctx context.Context, p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
+func produceDeadLetters(ctx context.Context, p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
 	done := make(chan error, 1)
 	go func() { done <- p.SendMessages(msgs) }()
 	var err error

@@ -3,10 +3,15 @@ package ingest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/IBM/sarama"
 
 	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/store"
@@ -149,6 +154,8 @@ type fakeLate struct {
 	writes []store.WriteLateInput
 }
 
+var _ LateWriter = (*fakeLate)(nil)
+
 func (l *fakeLate) WriteLate(ctx context.Context, in store.WriteLateInput) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -161,4 +168,89 @@ func (l *fakeLate) all() []store.LateEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.events)
+}
+
+// mortal stands between one ingester and the world so that a test can kill
+// the ingester as a process dies: abruptly, between any two of its steps.
+// From kill on its calls to Temporal fail, its Kafka connections are closed
+// and no new one is dialled; what it sent before stays sent, nothing after
+// reaches Temporal or the brokers. Give it to the ingester as its Signaller
+// and, through kafka, as its brokers' dialer.
+type mortal struct {
+	temporal Signaller
+	// diesAfter, if set, is asked after each signal Temporal accepted;
+	// true kills the process before it hears that the signal was accepted.
+	diesAfter func(key string, b workflows.EventBatch) bool
+
+	dialer net.Dialer
+	dead   atomic.Bool
+	mu     sync.Mutex // dials and kill, so that kill closes every connection
+	conns  []net.Conn
+}
+
+// errDead is every call of a killed process.
+var errDead = errors.New("the process is dead")
+
+func (m *mortal) SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	if err := m.temporal.SignalEvents(ctx, key, b); err != nil {
+		return err
+	}
+	if m.diesAfter != nil && m.diesAfter(key, b) {
+		m.kill()
+		return errDead
+	}
+	return nil
+}
+
+func (m *mortal) PublishMarks(ctx context.Context, u workflows.WatermarkUpdate) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return m.temporal.PublishMarks(ctx, u)
+}
+
+func (m *mortal) ReadClock(ctx context.Context) (workflows.ClockState, error) {
+	if m.dead.Load() {
+		return workflows.ClockState{}, errDead
+	}
+	return m.temporal.ReadClock(ctx)
+}
+
+// Dial is sarama's dialer (Net.Proxy.Dialer) for every broker connection.
+func (m *mortal) Dial(network, addr string) (net.Conn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dead.Load() {
+		return nil, fmt.Errorf("dial %s: %w", addr, errDead)
+	}
+	c, err := m.dialer.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	m.conns = append(m.conns, c)
+	return c, nil
+}
+
+// kafka makes c dial the brokers through m.
+func (m *mortal) kafka(c *sarama.Config) *sarama.Config {
+	c.Net.Proxy.Enable, c.Net.Proxy.Dialer = true, m
+	return c
+}
+
+// kill is the process's death. Temporal hears nothing more from it first,
+// then the brokers: whatever it commits to Kafka until its connections are
+// closed, it can no longer tell the clock.
+func (m *mortal) kill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dead.Swap(true) {
+		return
+	}
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.conns = nil
 }

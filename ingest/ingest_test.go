@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,9 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/workflows"
@@ -131,102 +127,6 @@ func TestOffsetsNeverPassUnacknowledgedEvents(t *testing.T) {
 	}
 }
 
-// TestDeadLetters sends each malformed message to clicks.dlq with its
-// original bytes and headers, its reason and its source, and keeps
-// consuming.
-func TestDeadLetters(t *testing.T) {
-	brokers := cluster(t, 1)
-	huge := append([]byte(`{"uuid":"u","event_timestamp":1704067200000,"pad":"`), bytes.Repeat([]byte("x"), 5<<20)...)
-	huge = append(huge, `"}`...)
-	bad := []struct {
-		value  []byte
-		reason string
-	}{
-		{[]byte(`not json at all`), ReasonNotJSON},
-		{[]byte(`{"event_timestamp":1704067200000}`), ReasonMissingKey},
-		{[]byte(`{"uuid":"u","event_timestamp":"yesterday"}`), ReasonBadTime},
-		{[]byte(`{"uuid":"u","event_timestamp":99999999999999}`), ReasonTimeRange},
-		{huge, ReasonTooLarge},
-	}
-	// Valid events around each bad one: good, bad, good, bad, …, good.
-	good := func(i int) message {
-		return message{key: "u", value: fmt.Appendf(nil, `{"uuid":"u","event_timestamp":%d,"page_name":"home"}`, 1704067200000+int64(i)*1000)}
-	}
-	var msgs []message
-	for i, b := range bad {
-		msgs = append(msgs, good(i), message{key: "k", value: b.value, header: [2]string{"producer", "app-7"}})
-	}
-	msgs = append(msgs, good(len(bad)))
-	where := produce(t, brokers, msgs)
-
-	rules := testRules(t)
-	fake := newFakeTemporal(&rules, "clicks")
-	_, stop := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "dlq",
-		Temporal: fake, Late: &fakeLate{}, Limits: fastLimits()})
-	waitFor(t, 30*time.Second, "all offsets committed", func() bool {
-		return committed(t, brokers, "dlq", 1)[0] == where[len(where)-1].offset+1
-	})
-	stop()
-
-	dead := consumeAll(t, brokers, topic+".dlq", len(bad))
-	for i, b := range bad {
-		m := dead[i]
-		src := where[2*i+1]
-		if !bytes.Equal(m.Value, b.value) || string(m.Key) != "k" {
-			t.Errorf("dead letter %d: value of %d bytes, key %q; want the original %d bytes, key k", i, len(m.Value), m.Key, len(b.value))
-		}
-		for h, want := range map[string]string{
-			"producer":   "app-7", // the message's own header, kept
-			HeaderReason: b.reason, HeaderSourceTopic: topic, HeaderSourcePartition: "0",
-			HeaderSourceOffset: fmt.Sprint(src.offset), HeaderPipeline: "clicks",
-		} {
-			if got := header(m, h); got != want {
-				t.Errorf("dead letter %d: header %s = %q, want %q", i, h, got, want)
-			}
-		}
-		if header(m, HeaderError) == "" {
-			t.Errorf("dead letter %d has no %s header", i, HeaderError)
-		}
-	}
-	if fake.events != len(bad)+1 {
-		t.Errorf("%d valid events signalled, want %d", fake.events, len(bad)+1)
-	}
-}
-
-// consumeAll reads n messages of a topic's partition 0 from the start.
-func consumeAll(t *testing.T, brokers []string, topic string, n int) []*sarama.ConsumerMessage {
-	t.Helper()
-	c, err := sarama.NewConsumer(brokers, kafkaConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pc, err := c.ConsumePartition(topic, 0, sarama.OffsetOldest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	var out []*sarama.ConsumerMessage
-	for len(out) < n {
-		select {
-		case m := <-pc.Messages():
-			out = append(out, m)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: got %d messages, want %d", topic, len(out), n)
-		}
-	}
-	return out
-}
-
-func header(m *sarama.ConsumerMessage, key string) string {
-	for _, h := range m.Headers {
-		if string(h.Key) == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
 // TestIdlePartitionsDoNotHoldTheWatermark: partitions that stop receiving
 // events stop counting after IdleAfter, so the watermark follows the busy
 // ones; an idle partition's next event revives it, and is late if it is
@@ -301,10 +201,13 @@ func TestIdlePartitionsDoNotHoldTheWatermark(t *testing.T) {
 }
 
 // TestCrashBetweenSignalAndCommit: an ingester dies after Temporal accepted
-// batches whose offsets it had not committed. Its successor reads them
-// again; they are still above the watermark (rule 1 of watermark.go), so
-// the sessions drop them as duplicates: every session equals the batch
-// engine's, nothing is late.
+// batches whose offsets it had not committed. It dies as a process does,
+// through its connections (see mortal): the signal that kills it is
+// accepted by Temporal but never acknowledged to the ingester, and from
+// then on neither Temporal nor the brokers hear from it. Its successor reads
+// those batches again; they are still above the watermark (rule 1 of
+// watermark.go), so the sessions drop them as duplicates: every session
+// equals the batch engine's, nothing is late.
 func TestCrashBetweenSignalAndCommit(t *testing.T) {
 	brokers := cluster(t, 4)
 	lines, keys := clicks(t, 100, 4000, 3)
@@ -323,22 +226,45 @@ func TestCrashBetweenSignalAndCommit(t *testing.T) {
 	}
 
 	fake := newFakeTemporal(&rules, "clicks")
+	fake.fail = func(string, int) (time.Duration, error) { return 2 * time.Millisecond, nil }
 	late := &fakeLate{}
-	var first atomic.Pointer[Ingester]
+	// The first ingester dies with the signal that takes Temporal past
+	// crashAt events, once the group has committed offsets: the successor
+	// starts from committed offsets and a clock that moved, and the batches
+	// Temporal took after them come again. The dying signal waits for the
+	// commit alone; the other signals go on.
 	var accepted atomic.Int64
 	crashAt := int64(len(lines) * 6 / 10)
-	fake.fail = func(string, int) (time.Duration, error) { return 2 * time.Millisecond, nil }
-	fake.onAccept = func(_ string, b workflows.EventBatch) {
-		if ing := first.Load(); ing != nil && accepted.Add(int64(len(b.Events))) >= crashAt {
-			ing.crashed.Store(true) // dies before it commits what Temporal just took
+	taken, die := make(chan struct{}), make(chan struct{})
+	var dying sync.Once
+	first := &mortal{temporal: fake, diesAfter: func(_ string, b workflows.EventBatch) bool {
+		if accepted.Add(int64(len(b.Events))) < crashAt {
+			return false
 		}
-	}
+		mine := false
+		dying.Do(func() { mine = true; close(taken) })
+		if mine {
+			<-die
+		}
+		return mine
+	}}
 	lim := fastLimits()
 	lim.MaxInFlight = 2
-	ing, stopFirst := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "crash",
-		Temporal: fake, Late: late, Limits: lim, Source: "first"})
-	first.Store(ing)
-	waitFor(t, 30*time.Second, "the crash", ing.crashed.Load)
+	lim.DrainTimeout = time.Second // a dead process drains nothing; do not wait for it
+	_, stopFirst := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "crash",
+		Temporal: first, Kafka: first.kafka(kafkaConfig()), Late: late, Limits: lim, Source: "first"})
+	letDie := sync.OnceFunc(func() { close(die) })
+	t.Cleanup(letDie) // runs before startIngester's stop: a dying signal must not hold Run up
+	select {
+	case <-taken:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Temporal did not take %d events within 30s", crashAt)
+	}
+	waitFor(t, 30*time.Second, "a commit before the crash", func() bool {
+		return slices.Max(committed(t, brokers, "crash", 4)) > 0
+	})
+	letDie()
+	waitFor(t, 10*time.Second, "the crash", first.dead.Load)
 	stopFirst()
 	before := committed(t, brokers, "crash", 4)
 
@@ -407,45 +333,5 @@ func diff(t *testing.T, got, want []session.Record) {
 			shown++
 			t.Errorf("unexpected session %+v", r)
 		}
-	}
-}
-
-var _ LateWriter = (*fakeLate)(nil)
-
-// TestDeadLetterTooLargeForTheDLQ: when the dead-letter topic refuses a
-// message for its size, the dead letter keeps the value's first bytes and
-// says so, rather than stopping the partition.
-func TestDeadLetterTooLargeForTheDLQ(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	admin, err := sarama.NewClusterAdmin(brokers, kafkaConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	limit := "1048576"
-	if err := admin.CreateTopic(topic+".dlq", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
-		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	huge := bytes.Repeat([]byte("x"), 2<<20)
-	where := produce(t, brokers, []message{{key: "k", value: huge}})
-
-	rules := testRules(t)
-	_, stop := startIngester(t, Config{Pipeline: testPipeline(t), Topic: topic, Brokers: brokers, GroupID: "dlq-small",
-		Temporal: newFakeTemporal(&rules, "clicks"), Late: &fakeLate{}, Limits: fastLimits()})
-	waitFor(t, 30*time.Second, "the offset committed", func() bool {
-		return committed(t, brokers, "dlq-small", 1)[0] == where[0].offset+1
-	})
-	stop()
-	m := consumeAll(t, brokers, topic+".dlq", 1)[0]
-	if len(m.Value) != truncatedBytes || header(m, HeaderTruncated) != fmt.Sprint(len(huge)) || header(m, HeaderReason) != ReasonTooLarge {
-		t.Errorf("dead letter: %d bytes, truncated=%q, reason=%q; want %d bytes, truncated=%d, reason %s",
-			len(m.Value), header(m, HeaderTruncated), header(m, HeaderReason), truncatedBytes, len(huge), ReasonTooLarge)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -29,11 +28,6 @@ type Ingester struct {
 	// clockMu serializes what the ingester says to the clock: a wake's
 	// read-publish-read must not interleave with a periodic update.
 	clockMu sync.Mutex
-
-	// crashed simulates a process death in tests: from then on nothing is
-	// committed, published or signalled, and revoked partitions are
-	// abandoned at once.
-	crashed atomic.Bool
 }
 
 // New validates cfg and builds the ingester. It connects to nothing; Run
@@ -114,7 +108,7 @@ func (i *Ingester) Run(ctx context.Context) error {
 	i.log.Info("ingester starting", "group", i.cfg.GroupID, "source", i.cfg.Source, "brokers", i.cfg.Brokers)
 	backoff := time.Second
 	for {
-		err := group.Consume(ctx, []string{i.cfg.Topic}, &handler{i: i})
+		err := group.Consume(ctx, []string{i.cfg.Topic}, &groupHandler{i: i})
 		if ctx.Err() != nil {
 			i.log.Info("ingester stopped")
 			return nil
@@ -150,26 +144,26 @@ func cooperative(c *sarama.Config) bool {
 	return len(strategies) > 0
 }
 
-// handler adapts the ingester to sarama's session life cycle. With the
+// groupHandler adapts the ingester to sarama's session life cycle. With the
 // default (eager) rebalance strategy every rebalance ends the session: all
 // partitions are drained and handed over, and the next session starts
 // afresh.
-type handler struct {
+type groupHandler struct {
 	i   *Ingester
-	run *sessionRun
+	gen *generation
 }
 
-func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
-	h.run = h.i.startSession(sess)
+func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.gen = h.i.startGeneration(sess)
 	return nil
 }
 
-func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	return h.run.consume(claim)
+func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	return h.gen.consume(claim)
 }
 
-func (h *handler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	h.run.end()
+func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.gen.end()
 	return nil
 }
 

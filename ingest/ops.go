@@ -34,9 +34,6 @@ type opResult struct {
 	err     error
 }
 
-// errCrashed: a simulated crash stopped the operation.
-var errCrashed = errors.New("ingester crashed (test)")
-
 // attemptTimeout bounds one attempt of an operation.
 const attemptTimeout = 30 * time.Second
 
@@ -46,9 +43,6 @@ const attemptTimeout = 30 * time.Second
 func (i *Ingester) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		if i.crashed.Load() {
-			return errCrashed
-		}
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := fn(actx)
 		cancel()
@@ -91,7 +85,7 @@ func (i *Ingester) writeLate(ctx context.Context, in store.WriteLateInput) error
 // sendDeadLetters writes dead letters, sending again only those that failed.
 func (i *Ingester) sendDeadLetters(ctx context.Context, msgs []*sarama.ProducerMessage) error {
 	return i.retry(ctx, "send dead letters to "+i.cfg.DLQTopic, func(ctx context.Context) error {
-		err := sendDeadLetters(ctx, i.dlq, msgs)
+		err := produceDeadLetters(ctx, i.dlq, msgs)
 		var partial *retryDeadLetters
 		if errors.As(err, &partial) {
 			msgs = partial.msgs

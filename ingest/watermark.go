@@ -84,7 +84,7 @@ type partition struct {
 	ackedMax   int64     // largest acknowledged event time
 	lastActive time.Time // when its last on-time event (or revival) came
 
-	// Commit side: offsets marked in the session, the messages before them,
+	// Commit side: offsets marked in the generation, the messages before them,
 	// and how many of those were committed.
 	marked, markedMsgs, committedMsgs int64
 
@@ -104,7 +104,7 @@ type watermark struct {
 	r         int64   // the clock's W as last read
 	rate      float64 // the clock's pace as last read, for the batches
 	parts     map[int32]*partition
-	since     time.Time // when the session's partitions were assigned
+	since     time.Time // when the generation's partitions were assigned
 }
 
 func newWatermark(topic string, lateness, idleAfter time.Duration) *watermark {
@@ -112,7 +112,7 @@ func newWatermark(topic string, lateness, idleAfter time.Duration) *watermark {
 		r: session.NoWatermark, parts: map[int32]*partition{}}
 }
 
-// assign registers the partitions claimed in a session.
+// assign registers the partitions claimed in a generation.
 func (w *watermark) assign(parts []int32, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -138,7 +138,7 @@ func (w *watermark) firstEvent(p int32, t int64) {
 	}
 }
 
-// release forgets every partition (the session ended).
+// release forgets every partition (the generation ended).
 func (w *watermark) release() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -182,7 +182,7 @@ func (w *watermark) acked(p int32, t int64) {
 	}
 }
 
-// marked records that the session marked offset next of p, n more messages
+// marked records that the generation marked offset next of p, n more messages
 // being done.
 func (w *watermark) marked(p int32, next, n int64) {
 	w.mu.Lock()
@@ -232,224 +232,6 @@ func (w *watermark) batchWatermark(first int64) (int64, float64) {
 	return min(w.r, first), w.rate
 }
 
-// read merges a clock reading: R, and the marks of our partitions.
-func (w *watermark) read(st workflows.ClockState) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.readLocked(st)
-}
-
-func (w *watermark) readLocked(st workflows.ClockState) {
-	w.r = max(w.r, st.Watermark)
-	if st.Rate > 0 {
-		w.rate = st.Rate
-	}
-	for _, pt := range w.parts {
-		if m, ok := findMark(st, pt.name); ok {
-			pt.clockMark = max(pt.clockMark, m.MaxTime)
-		}
-	}
-}
-
-// clockW returns R, the clock's W as last read.
-func (w *watermark) clockW() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.r
-}
-
-// publication is a watermark update and what to do once Temporal answers.
-type publication struct {
-	marks []workflows.PartitionMark
-	parts []*partition
-}
-
-// progress computes the marks to send now and applies them to the model at
-// once, as if the clock had them already: the model must stay an upper
-// bound of the clock, also while the update is in flight or if its outcome
-// is unknown. final is the hand-over at the end of a session: it reports
-// progress but never idleness.
-func (w *watermark) progress(now time.Time, final bool) publication {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var pub publication
-	for _, pt := range w.sortedParts() {
-		if pt.state == stateUnknown {
-			continue
-		}
-		mark := max(pt.sentMark, pt.desired(w.lateness))
-		goIdle := !final && pt.state == stateLive && pt.window.empty() && now.Sub(pt.lastActive) >= w.idleAfter
-		switch {
-		case goIdle || (pt.state == stateIdle && pt.idlePending):
-			pt.state, pt.idlePending = stateIdle, true
-			mark = max(mark, pt.clockMark)
-			if mark == session.NoWatermark {
-				continue // never had a mark: the clock does not count it
-			}
-			pub.add(pt, workflows.PartitionMark{Partition: pt.name, MaxTime: mark, Idle: true})
-		case pt.state == stateLive && mark > pt.sentMark:
-			pub.add(pt, workflows.PartitionMark{Partition: pt.name, MaxTime: mark})
-		default:
-			continue
-		}
-		pt.clockMark = max(pt.clockMark, mark)
-	}
-	return pub
-}
-
-// desired is the mark rule 1 allows: the acknowledged progress, capped at
-// the earliest uncommitted event + L.
-func (pt *partition) desired(lateness int64) int64 {
-	d := pt.ackedMax
-	if t, ok := pt.window.min(); ok {
-		d = min(d, t+lateness)
-	}
-	return d
-}
-
-func (pub *publication) add(pt *partition, m workflows.PartitionMark) {
-	pub.marks = append(pub.marks, m)
-	pub.parts = append(pub.parts, pt)
-}
-
-// sent records Temporal's answer to a publication. A failed update leaves
-// the model as it was made: an upper bound either way.
-func (w *watermark) sent(pub publication, ok bool) {
-	if !ok {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i, pt := range pub.parts {
-		m := pub.marks[i]
-		pt.sentMark = max(pt.sentMark, m.MaxTime)
-		if m.Idle && pt.state == stateIdle {
-			pt.idlePending = false
-		}
-	}
-}
-
-// lookup merges a clock reading and places every partition not looked up
-// yet: live, idle, or absent from the clock. It returns p's state.
-func (w *watermark) lookup(p int32, st workflows.ClockState) partState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.readLocked(st)
-	for _, pt := range w.parts {
-		if pt.state != stateUnknown {
-			continue
-		}
-		m, found := findMark(st, pt.name)
-		switch {
-		case !found:
-			pt.state = stateAbsent
-			continue
-		case m.Idle:
-			pt.state = stateIdle
-		default:
-			pt.state = stateLive
-		}
-		pt.sentMark = max(pt.sentMark, m.MaxTime)
-	}
-	return w.parts[p].state
-}
-
-// waitingForFirst reports whether a partition absent from the clock has not
-// shown its first event yet, within startup of the session's start.
-func (w *watermark) waitingForFirst(now time.Time, startup time.Duration) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if now.Sub(w.since) >= startup {
-		return false
-	}
-	for _, pt := range w.parts {
-		if pt.state == stateAbsent && pt.first == session.NoWatermark {
-			return true
-		}
-	}
-	return false
-}
-
-// planWake prepares rule 3 for partition p, whose event at t0 is to be
-// classified while the clock does not count p.
-//
-// An idle partition is revived alone, with a hold mark that keeps W where
-// it is: its events below W are late, as they are for any idle partition.
-//
-// Partitions absent from the clock are introduced together, once each has
-// shown its first event (or the startup wait is over), with the earliest of
-// those events minus L as their hold: the clock must not run ahead on the
-// partition that happened to be read first while another one still holds
-// older events. A partition that showed nothing stays absent until its
-// first event.
-func (w *watermark) planWake(p int32, t0 int64) publication {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	pt := w.parts[p]
-	var pub publication
-	if pt.state == stateIdle {
-		hold := w.hold(t0)
-		mark := max(pt.sentMark, hold)
-		pt.clockMark = max(pt.clockMark, mark)
-		pub.add(pt, workflows.PartitionMark{Partition: pt.name, MaxTime: mark})
-		return pub
-	}
-	if pt.first == session.NoWatermark {
-		pt.first = t0
-	}
-	earliest := t0
-	var absent []*partition
-	for _, q := range w.sortedParts() {
-		if q.state == stateAbsent && q.first != session.NoWatermark {
-			absent = append(absent, q)
-			earliest = min(earliest, q.first)
-		}
-	}
-	hold := w.hold(earliest)
-	for _, q := range absent {
-		q.clockMark = max(q.clockMark, hold)
-		pub.add(q, workflows.PartitionMark{Partition: q.name, MaxTime: hold})
-	}
-	return pub
-}
-
-// hold is the mark that keeps W where it is, or just below t for a clock
-// without a watermark yet.
-func (w *watermark) hold(t int64) int64 {
-	if w.r == session.NoWatermark {
-		return t - w.lateness
-	}
-	return min(t-w.lateness, w.r)
-}
-
-// confirmWake checks a clock reading taken after pub was accepted: it must
-// count every partition pub revived. Then they are live, and R covers every
-// W computed while they were not counted.
-func (w *watermark) confirmWake(pub publication, st workflows.ClockState, now time.Time) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range pub.marks {
-		got, ok := findMark(st, m.Partition)
-		if !ok || got.Idle || got.MaxTime < m.MaxTime {
-			return false
-		}
-	}
-	w.readLocked(st)
-	for i, pt := range pub.parts {
-		pt.state, pt.idlePending, pt.lastActive = stateLive, false, now
-		pt.sentMark = max(pt.sentMark, pub.marks[i].MaxTime)
-	}
-	return true
-}
-
-// live reports whether the clock counts partition p.
-func (w *watermark) live(p int32) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	pt := w.parts[p]
-	return pt != nil && pt.state == stateLive
-}
-
 func (w *watermark) sortedParts() []*partition {
 	ids := make([]int32, 0, len(w.parts))
 	for p := range w.parts {
@@ -479,43 +261,3 @@ func minus(a, b int64) int64 {
 	}
 	return a - b
 }
-
-// minWindow holds the (offset, time) of uncommitted events in offset order
-// and answers the earliest time among them in O(1): a monotonic queue, whose
-// times increase from front to back. The last event pushed stays until its
-// offset is committed, so the window is empty exactly when every event is.
-type minWindow struct {
-	buf  []timed
-	head int
-}
-
-type timed struct{ off, t int64 }
-
-func (q *minWindow) push(off, t int64) {
-	for len(q.buf) > q.head && q.buf[len(q.buf)-1].t >= t {
-		q.buf = q.buf[:len(q.buf)-1]
-	}
-	q.buf = append(q.buf, timed{off, t})
-}
-
-// popBefore drops the events below offset off (committed).
-func (q *minWindow) popBefore(off int64) {
-	for q.head < len(q.buf) && q.buf[q.head].off < off {
-		q.head++
-	}
-	if q.head == len(q.buf) {
-		q.buf, q.head = q.buf[:0], 0
-	} else if q.head > 1024 && q.head > len(q.buf)/2 {
-		q.buf = append(q.buf[:0], q.buf[q.head:]...)
-		q.head = 0
-	}
-}
-
-func (q *minWindow) min() (int64, bool) {
-	if q.empty() {
-		return 0, false
-	}
-	return q.buf[q.head].t, true
-}
-
-func (q *minWindow) empty() bool { return q.head == len(q.buf) }

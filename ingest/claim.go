@@ -15,13 +15,13 @@ import (
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
-// claimRun reads one partition for one session. Its loop owns the decoder,
-// the offsets, the key buffers and the late and dead-letter buffers; the
-// operations it starts (signals, late writes, dead letters) report back
-// through its mailbox.
-type claimRun struct {
+// claimConsumer reads one partition for one generation. Its loop owns the
+// decoder, the offsets, the key buffers and the late and dead-letter
+// buffers; the operations it starts (signals, late writes, dead letters)
+// report back through its mailbox.
+type claimConsumer struct {
 	i     *Ingester
-	s     *sessionRun
+	gen   *generation
 	claim sarama.ConsumerGroupClaim
 	p     int32
 	dec   *session.Decoder
@@ -47,18 +47,18 @@ type claimRun struct {
 }
 
 // consume runs one claim to its end.
-func (s *sessionRun) consume(claim sarama.ConsumerGroupClaim) error {
-	i := s.i
+func (g *generation) consume(claim sarama.ConsumerGroupClaim) error {
+	i := g.i
 	part := strconv.Itoa(int(claim.Partition()))
-	c := &claimRun{
-		i: i, s: s, claim: claim, p: claim.Partition(),
+	c := &claimConsumer{
+		i: i, gen: g, claim: claim, p: claim.Partition(),
 		dec:      session.NewDecoder(&i.cfg.Pipeline.Rules),
 		batch:    newBatcher(i.lim),
 		mail:     newMailbox(),
 		messages: i.met.m.Messages.WithLabelValues(i.cfg.Pipeline.Name, part),
 		lag:      i.met.m.ConsumerLag.WithLabelValues(i.cfg.Pipeline.Name, part),
 	}
-	// Operations outlive the session's context (a rebalance cancels it) so
+	// Operations outlive the generation's context (a rebalance cancels it) so
 	// that a revoked partition can still drain; abandon stops them.
 	c.opCtx, c.abandon = context.WithCancel(context.Background())
 	defer c.abandon()
@@ -66,24 +66,24 @@ func (s *sessionRun) consume(claim sarama.ConsumerGroupClaim) error {
 }
 
 // tick is how often buffers are checked for age.
-func (c *claimRun) tick() time.Duration {
+func (c *claimConsumer) tick() time.Duration {
 	return min(max(c.i.lim.FlushInterval/4, 10*time.Millisecond), 250*time.Millisecond)
 }
 
-func (c *claimRun) run() error {
+func (c *claimConsumer) run() error {
 	t := time.NewTicker(c.tick())
 	defer t.Stop()
-	sessDone := c.s.sess.Context().Done()
+	sessDone := c.gen.sess.Context().Done()
 	for {
 		msgs := c.claim.Messages()
-		if c.s.blocked() {
+		if c.gen.blocked() {
 			if !c.paused {
 				c.paused = true
 				c.i.met.backpressure.Inc()
 			}
 			msgs = nil // stop reading; what is buffered goes out now
 			c.flushAll()
-			c.s.requestCommit()
+			c.gen.requestCommit()
 		} else {
 			c.paused = false
 		}
@@ -93,8 +93,8 @@ func (c *claimRun) run() error {
 				return c.drain()
 			}
 			if err := c.handle(m); err != nil {
-				if c.s.sess.Context().Err() != nil || c.i.crashed.Load() {
-					return c.drain() // the session ended while the clock was asked
+				if c.gen.sess.Context().Err() != nil {
+					return c.drain() // the generation ended while the clock was asked
 				}
 				return err
 			}
@@ -110,21 +110,21 @@ func (c *claimRun) run() error {
 
 // handle routes one message: dead letter, late event, or into its key's
 // batch.
-func (c *claimRun) handle(m *sarama.ConsumerMessage) error {
+func (c *claimConsumer) handle(m *sarama.ConsumerMessage) error {
 	now := time.Now()
 	c.offsets.read(m.Offset)
-	c.s.uncommitted.Add(1)
+	c.gen.uncommitted.Add(1)
 	c.messages.Inc()
 	if hw := c.claim.HighWaterMarkOffset(); hw > 0 {
 		c.lag.Set(float64(max(hw-m.Offset-1, 0)))
 	}
 	if len(m.Value) > c.i.lim.MaxValueBytes {
-		c.deadLetter(m, ReasonTooLarge, fmt.Sprintf("value of %d bytes is over the %d-byte limit", len(m.Value), c.i.lim.MaxValueBytes), now)
+		c.addDeadLetter(m, ReasonTooLarge, fmt.Sprintf("value of %d bytes is over the %d-byte limit", len(m.Value), c.i.lim.MaxValueBytes), now)
 		return nil
 	}
 	key, e, err := c.dec.Decode(m.Value)
 	if err != nil {
-		c.deadLetter(m, reasonOf(err), err.Error(), now)
+		c.addDeadLetter(m, reasonOf(err), err.Error(), now)
 		return nil
 	}
 	e.Seq = m.Offset // ties within a key keep Kafka's order
@@ -139,7 +139,7 @@ func (c *claimRun) handle(m *sarama.ConsumerMessage) error {
 		verdict, thr := c.i.wm.classify(c.p, m.Offset, e.Time, now)
 		switch verdict {
 		case needWake:
-			if err := c.i.wake(c.s.sess.Context(), c.p, e.Time); err != nil {
+			if err := c.i.wake(c.gen.sess.Context(), c.p, e.Time); err != nil {
 				return fmt.Errorf("partition %d: %w", c.p, err)
 			}
 			continue
@@ -147,9 +147,9 @@ func (c *claimRun) handle(m *sarama.ConsumerMessage) error {
 			c.addLate(m, string(key), e, thr, now)
 		case onTime:
 			if full := c.batch.add(key, e, m.Offset, now); full != nil {
-				c.signal(full)
+				c.startSignal(full)
 			}
-			c.s.pending.Add(int64(eventBytes(e)))
+			c.gen.pending.Add(int64(eventBytes(e)))
 		}
 		return nil
 	}
@@ -157,7 +157,7 @@ func (c *claimRun) handle(m *sarama.ConsumerMessage) error {
 
 // position is "topic/partition/offset", the identity of an event without
 // an id field and the source of late events and dead letters.
-func (c *claimRun) position(off int64) string {
+func (c *claimConsumer) position(off int64) string {
 	c.pos = append(c.pos[:0], c.i.cfg.Topic...)
 	c.pos = append(c.pos, '/')
 	c.pos = strconv.AppendInt(c.pos, int64(c.p), 10)
@@ -166,21 +166,21 @@ func (c *claimRun) position(off int64) string {
 	return string(c.pos)
 }
 
-func (c *claimRun) deadLetter(m *sarama.ConsumerMessage, reason, detail string, now time.Time) {
+func (c *claimConsumer) addDeadLetter(m *sarama.ConsumerMessage, reason, detail string, now time.Time) {
 	c.i.met.invalid(reason).Inc()
 	if len(c.dead) == 0 {
 		c.deadAt = now
 	}
-	c.dead = append(c.dead, deadLetter(c.i.cfg.DLQTopic, c.i.cfg.Pipeline.Name, m, reason, detail))
+	c.dead = append(c.dead, newDeadLetter(c.i.cfg.DLQTopic, c.i.cfg.Pipeline.Name, m, reason, detail))
 	c.deadOff = append(c.deadOff, m.Offset)
 	c.deadLen += len(m.Value)
-	c.s.pending.Add(int64(len(m.Value)))
+	c.gen.pending.Add(int64(len(m.Value)))
 	if len(c.dead) >= 100 || c.deadLen >= 1<<20 {
-		c.sendDead()
+		c.startDeadLetters()
 	}
 }
 
-func (c *claimRun) addLate(m *sarama.ConsumerMessage, key string, e session.Event, thr int64, now time.Time) {
+func (c *claimConsumer) addLate(m *sarama.ConsumerMessage, key string, e session.Event, thr int64, now time.Time) {
 	c.i.met.late.Inc()
 	le := store.LateEvent{
 		Pipeline: c.i.cfg.Pipeline.Name, Key: key, Event: e, Watermark: thr,
@@ -188,42 +188,42 @@ func (c *claimRun) addLate(m *sarama.ConsumerMessage, key string, e session.Even
 	}
 	before := c.late.bytes
 	c.late.add(le, m.Offset, now)
-	c.s.pending.Add(int64(c.late.bytes - before))
+	c.gen.pending.Add(int64(c.late.bytes - before))
 	if len(c.late.events) >= c.i.lim.LateBatch {
-		c.writeLate()
+		c.startLateWrite()
 	}
 }
 
 // flushDue sends what is FlushInterval old.
-func (c *claimRun) flushDue(now time.Time) {
+func (c *claimConsumer) flushDue(now time.Time) {
 	for _, kb := range c.batch.due(now) {
-		c.signal(kb)
+		c.startSignal(kb)
 	}
 	age := c.i.lim.FlushInterval
 	if len(c.late.events) > 0 && now.Sub(c.late.created) >= age {
-		c.writeLate()
+		c.startLateWrite()
 	}
 	if len(c.dead) > 0 && now.Sub(c.deadAt) >= age {
-		c.sendDead()
+		c.startDeadLetters()
 	}
 }
 
 // flushAll sends everything buffered.
-func (c *claimRun) flushAll() {
+func (c *claimConsumer) flushAll() {
 	for _, kb := range c.batch.all() {
-		c.signal(kb)
+		c.startSignal(kb)
 	}
 	if len(c.late.events) > 0 {
-		c.writeLate()
+		c.startLateWrite()
 	}
 	if len(c.dead) > 0 {
-		c.sendDead()
+		c.startDeadLetters()
 	}
 }
 
-// signal queues the SignalWithStart of a key's batch. Its watermark is
+// startSignal queues the SignalWithStart of a key's batch. Its watermark is
 // the clock's W as last read, never above the batch's earliest event.
-func (c *claimRun) signal(kb *keyBuffer) {
+func (c *claimConsumer) startSignal(kb *keyBuffer) {
 	c.i.met.batchSize.Observe(float64(len(kb.events)))
 	b := workflows.EventBatch{Events: kb.events}
 	b.Watermark, b.Rate = c.i.wm.batchWatermark(kb.first)
@@ -238,7 +238,7 @@ func (c *claimRun) signal(kb *keyBuffer) {
 	})
 }
 
-func (c *claimRun) writeLate() {
+func (c *claimConsumer) startLateWrite() {
 	lb := c.late.take()
 	in := store.WriteLateInput{
 		Prefix: prefix(c.i.cfg.Pipeline),
@@ -250,7 +250,7 @@ func (c *claimRun) writeLate() {
 	c.start(r, func(ctx context.Context) error { return c.i.writeLate(ctx, in) })
 }
 
-func (c *claimRun) sendDead() {
+func (c *claimConsumer) startDeadLetters() {
 	msgs := c.dead
 	r := opResult{kind: opDeadLetters, offsets: c.deadOff, bytes: int64(c.deadLen)}
 	c.dead, c.deadOff, c.deadLen = nil, nil, 0
@@ -258,7 +258,7 @@ func (c *claimRun) sendDead() {
 }
 
 // start runs op in its own goroutine and reports r back with its outcome.
-func (c *claimRun) start(r opResult, op func(context.Context) error) {
+func (c *claimConsumer) start(r opResult, op func(context.Context) error) {
 	c.inflight++
 	go func() {
 		r.err = op(c.opCtx)
@@ -266,7 +266,7 @@ func (c *claimRun) start(r opResult, op func(context.Context) error) {
 	}()
 }
 
-func (c *claimRun) completeAll() {
+func (c *claimConsumer) completeAll() {
 	for _, r := range c.mail.take() {
 		c.complete(r)
 	}
@@ -274,9 +274,9 @@ func (c *claimRun) completeAll() {
 
 // complete acknowledges a finished operation's offsets and marks the
 // partition up to the first message not yet acknowledged.
-func (c *claimRun) complete(r opResult) {
+func (c *claimConsumer) complete(r opResult) {
 	c.inflight--
-	c.s.pending.Add(-r.bytes)
+	c.gen.pending.Add(-r.bytes)
 	if r.err != nil {
 		return // abandoned: its offsets stay unacknowledged, never committed
 	}
@@ -287,7 +287,7 @@ func (c *claimRun) complete(r opResult) {
 		c.i.wm.acked(c.p, r.last)
 	}
 	if next, n, ok := c.offsets.advance(); ok {
-		c.s.sess.MarkOffset(c.i.cfg.Topic, c.p, next, "")
+		c.gen.sess.MarkOffset(c.i.cfg.Topic, c.p, next, "")
 		c.i.wm.marked(c.p, next, n)
 	}
 }
@@ -295,28 +295,24 @@ func (c *claimRun) complete(r opResult) {
 // drain hands the partition over: everything buffered is sent and waited
 // for, up to DrainTimeout; what is not acknowledged by then is abandoned
 // uncommitted, to be read again by the partition's next owner.
-func (c *claimRun) drain() error {
-	if !c.i.crashed.Load() {
-		c.flushAll()
-		timeout := time.NewTimer(c.i.lim.DrainTimeout)
-		defer timeout.Stop()
-		for c.inflight > 0 {
-			select {
-			case <-c.mail.ready:
-				c.completeAll()
-			case <-timeout.C:
-				c.giveUp()
-				return nil
-			}
+func (c *claimConsumer) drain() error {
+	c.flushAll()
+	timeout := time.NewTimer(c.i.lim.DrainTimeout)
+	defer timeout.Stop()
+	for c.inflight > 0 {
+		select {
+		case <-c.mail.ready:
+			c.completeAll()
+		case <-timeout.C:
+			c.giveUp()
+			return nil
 		}
-		return nil
 	}
-	c.giveUp()
 	return nil
 }
 
 // giveUp abandons what is still under way.
-func (c *claimRun) giveUp() {
+func (c *claimConsumer) giveUp() {
 	n := c.offsets.outstanding()
 	if n == 0 && c.inflight == 0 {
 		return
