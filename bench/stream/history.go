@@ -10,8 +10,11 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/sessionflow/sessionflow/workflows"
 )
 
 // HistoryResult is the Temporal history the pipeline's workflows wrote.
@@ -28,45 +31,52 @@ type HistoryResult struct {
 	// SessionRun is the average history of a closed SessionWorkflow run by
 	// event type, over a sample of runs: where the events come from.
 	SessionRun RunBreakdown `json:"session_run"`
-}
-
-// RunBreakdown is the average number of history events of each type in a
-// workflow run.
-type RunBreakdown struct {
-	Sampled int                `json:"sampled"`
-	Events  float64            `json:"events"`
-	ByType  map[string]float64 `json:"by_type"`
+	// Tasks is the workflow tasks of every run of every type (see
+	// estimateTasks for how each is counted).
+	Tasks TaskCount `json:"workflow_tasks"`
 }
 
 // historyTypes are the workflow types of a pipeline; the ceiling's no-op
 // workflows are left out.
-var historyTypes = []string{"SessionWorkflow", "ClockWorkflow", "SinkWorkflow"}
+var historyTypes = []string{sessionType, "ClockWorkflow", "SinkWorkflow"}
+
+const sessionType = "SessionWorkflow"
 
 // countHistory lists every run of the pipeline's workflow types and sums
 // their history lengths.
 func countHistory(ctx context.Context, c client.Client, namespace string) (HistoryResult, error) {
 	res := HistoryResult{Events: map[string]int64{}, Runs: map[string]int64{}}
+	// The few clock and sink runs are read whole for their workflow tasks;
+	// the thousands of session runs are estimated from the sample.
+	exact := map[string]int64{}
 	for _, typ := range historyTypes {
-		events, runs, described, err := historyOf(ctx, c, namespace, typ)
+		events, all, described, err := historyOf(ctx, c, namespace, typ)
 		if err != nil {
 			return res, err
 		}
-		res.Events[typ], res.Runs[typ] = events, runs
+		res.Events[typ], res.Runs[typ] = events, int64(len(all))
 		res.Total += events
 		res.Described += described
+		if typ != sessionType {
+			if exact[typ], err = tasksOf(ctx, c, all); err != nil {
+				return res, err
+			}
+		}
 	}
 	var err error
-	res.SessionRun, err = sampleRuns(ctx, c, namespace, "SessionWorkflow", breakdownSample)
+	res.SessionRun, err = sampleRuns(ctx, c, namespace, sessionType, breakdownSample)
+	res.Tasks = estimateTasks(res.Events, exact, res.SessionRun)
 	return res, err
 }
 
 // breakdownSample is how many closed session runs sampleRuns reads.
 const breakdownSample = 50
 
-// sampleRuns reads the histories of up to n closed runs of a workflow type
-// and averages their events by type.
+// sampleRuns reads the histories of up to n closed runs of a workflow type:
+// the first page visibility lists, which is the most recently closed runs,
+// not a random sample. Closed means any status but Running: runs that
+// completed and runs that continued as new.
 func sampleRuns(ctx context.Context, c client.Client, namespace, typ string, n int) (RunBreakdown, error) {
-	out := RunBreakdown{ByType: map[string]float64{}}
 	req := &workflowservice.ListWorkflowExecutionsRequest{
 		Namespace: namespace, PageSize: int32(n),
 		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'Running'", typ),
@@ -75,31 +85,66 @@ func sampleRuns(ctx context.Context, c client.Client, namespace, typ string, n i
 		return c.WorkflowService().ListWorkflowExecutions(ctx, req)
 	})
 	if err != nil {
-		return out, fmt.Errorf("list closed %s runs: %w", typ, err)
+		return newBreakdown(nil, nil, 0), fmt.Errorf("list closed %s runs: %w", typ, err)
 	}
+	totals := map[string]int64{}
+	var runs []runCount
+	sessions := 0
 	for _, info := range resp.GetExecutions() {
-		ex := info.GetExecution()
-		it := c.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			e, err := it.Next()
-			if err != nil {
-				return out, fmt.Errorf("history of %s: %w", ex.GetWorkflowId(), err)
+		var rc runCount
+		err := eachEvent(ctx, c, info.GetExecution(), func(e *historypb.HistoryEvent) {
+			totals[eventKey(e.GetEventType())]++
+			rc.events++
+			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+				rc.tasks++
 			}
-			out.ByType[strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")]++
-			out.Events++
+			// A session workflow signals a sink once per session it closes
+			// (before any DeliverRecord fallback), and for nothing else.
+			if a := e.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalRecord {
+				sessions++
+			}
+		})
+		if err != nil {
+			return newBreakdown(totals, runs, sessions), err
 		}
-		out.Sampled++
+		runs = append(runs, rc)
 	}
-	if out.Sampled > 0 {
-		for t := range out.ByType {
-			out.ByType[t] /= float64(out.Sampled)
-		}
-		out.Events /= float64(out.Sampled)
-	}
-	return out, nil
+	return newBreakdown(totals, runs, sessions), nil
 }
 
-func historyOf(ctx context.Context, c client.Client, namespace, typ string) (events, runs, described int64, err error) {
+// eachEvent calls f on every event of a run's history.
+func eachEvent(ctx context.Context, c client.Client, ex *commonpb.WorkflowExecution, f func(*historypb.HistoryEvent)) error {
+	it := c.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", ex.GetWorkflowId(), err)
+		}
+		f(e)
+	}
+	return nil
+}
+
+// eventKey names an event type as RunBreakdown.ByType does.
+func eventKey(t enumspb.EventType) string { return strings.TrimPrefix(t.String(), "EVENT_TYPE_") }
+
+// tasksOf counts the WorkflowTaskCompleted events of runs, reading every
+// history.
+func tasksOf(ctx context.Context, c client.Client, runs []*commonpb.WorkflowExecution) (int64, error) {
+	return sumOver(runs, func(ex *commonpb.WorkflowExecution) (int64, error) {
+		var n int64
+		err := eachEvent(ctx, c, ex, func(e *historypb.HistoryEvent) {
+			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+				n++
+			}
+		})
+		return n, err
+	})
+}
+
+// historyOf sums the history lengths of every run of a workflow type and
+// returns the runs.
+func historyOf(ctx context.Context, c client.Client, namespace, typ string) (events int64, all []*commonpb.WorkflowExecution, described int64, err error) {
 	var running []*commonpb.WorkflowExecution
 	req := &workflowservice.ListWorkflowExecutionsRequest{
 		Namespace: namespace, PageSize: 1000, Query: fmt.Sprintf("WorkflowType = '%s'", typ),
@@ -109,10 +154,10 @@ func historyOf(ctx context.Context, c client.Client, namespace, typ string) (eve
 			return c.WorkflowService().ListWorkflowExecutions(ctx, req)
 		})
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("list %s runs: %w", typ, err)
+			return 0, nil, 0, fmt.Errorf("list %s runs: %w", typ, err)
 		}
 		for _, info := range resp.GetExecutions() {
-			runs++
+			all = append(all, info.GetExecution())
 			if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetHistoryLength() == 0 {
 				running = append(running, info.GetExecution())
 				continue
@@ -125,11 +170,26 @@ func historyOf(ctx context.Context, c client.Client, namespace, typ string) (eve
 		req.NextPageToken = resp.GetNextPageToken()
 	}
 	n, err := describeLengths(ctx, c, namespace, running)
-	return events + n, runs, int64(len(running)), err
+	return events + n, all, int64(len(running)), err
 }
 
-// describeLengths sums the current history length of runs, a few at a time.
+// describeLengths sums the current history length of runs.
 func describeLengths(ctx context.Context, c client.Client, namespace string, runs []*commonpb.WorkflowExecution) (int64, error) {
+	return sumOver(runs, func(ex *commonpb.WorkflowExecution) (int64, error) {
+		d, err := retried(ctx, func(ctx context.Context) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+			return c.WorkflowService().DescribeWorkflowExecution(ctx,
+				&workflowservice.DescribeWorkflowExecutionRequest{Namespace: namespace, Execution: ex})
+		})
+		if err != nil {
+			return 0, fmt.Errorf("describe %s: %w", ex.GetWorkflowId(), err)
+		}
+		return d.GetWorkflowExecutionInfo().GetHistoryLength(), nil
+	})
+}
+
+// sumOver sums f over runs, a few at a time; the first error is returned
+// with the sum of the others.
+func sumOver(runs []*commonpb.WorkflowExecution, f func(*commonpb.WorkflowExecution) (int64, error)) (int64, error) {
 	var total atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -138,15 +198,12 @@ func describeLengths(ctx context.Context, c client.Client, namespace string, run
 	for range 8 {
 		wg.Go(func() {
 			for ex := range work {
-				d, err := retried(ctx, func(ctx context.Context) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
-					return c.WorkflowService().DescribeWorkflowExecution(ctx,
-						&workflowservice.DescribeWorkflowExecutionRequest{Namespace: namespace, Execution: ex})
-				})
+				n, err := f(ex)
 				if err != nil {
-					once.Do(func() { firstErr = fmt.Errorf("describe %s: %w", ex.GetWorkflowId(), err) })
+					once.Do(func() { firstErr = err })
 					continue
 				}
-				total.Add(d.GetWorkflowExecutionInfo().GetHistoryLength())
+				total.Add(n)
 			}
 		})
 	}

@@ -182,6 +182,7 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 		// The other figures stand; the history ones are marked missing.
 		b.logger.Warn("history not counted", "error", histErr)
 		res.HistoryError, res.HistoryPerEvent = histErr.Error(), 0
+		res.TasksPerEvent, res.TasksPerEventSE = 0, 0
 	}
 	return res, ph.smp.samples, ctx.Err()
 }

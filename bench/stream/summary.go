@@ -49,7 +49,13 @@ type PipelineResult struct {
 
 	History         HistoryResult `json:"history"`
 	HistoryPerEvent float64       `json:"history_events_per_input_event"`
-	HistoryError    string        `json:"history_error,omitempty"` // the history could not be counted
+	// TasksPerEvent is the workflow tasks of all the pipeline's workflows
+	// (History.Tasks) per input event, over the same denominator as
+	// HistoryPerEvent: TotalEvents, the events Temporal accepted in the
+	// whole run, warmup included. TasksPerEventSE is its standard error.
+	TasksPerEvent   float64 `json:"workflow_tasks_per_event"`
+	TasksPerEventSE float64 `json:"workflow_tasks_per_event_se"`
+	HistoryError    string  `json:"history_error,omitempty"` // the history could not be counted
 
 	Latency map[string]LatencyStats `json:"latency"` // per pipeline and "all"
 	// ClockQuery is how long a query of a pipeline's ClockWorkflow took,
@@ -158,6 +164,10 @@ func summarize(in summaryInput) *PipelineResult {
 	}
 	if res.TotalEvents > 0 {
 		res.HistoryPerEvent = float64(in.history.Total) / float64(res.TotalEvents)
+		if in.history.Tasks.Error == "" {
+			res.TasksPerEvent = in.history.Tasks.Total / float64(res.TotalEvents)
+			res.TasksPerEventSE = in.history.Tasks.SE / float64(res.TotalEvents)
+		}
 	}
 	res.memory(in.samples)
 	for _, s := range in.samples {
