@@ -163,6 +163,7 @@ func judge(s ServerResult) []Target {
 		history += " (understated: the worker was behind)"
 	}
 	out = append(out, t("≤ 0.5 history events per input event", verdict(p.HistoryPerEvent <= targetHistory && p.History.Total > 0), history))
+	out = append(out, judgeCost(p, t)...)
 	all := p.Latency["all"]
 	latency := func(d Dist, missing int) string {
 		switch {
@@ -294,8 +295,8 @@ func (r *Results) breakdown() string {
 		for _, t := range types[:min(len(types), 8)] {
 			parts = append(parts, fmt.Sprintf("%s %.1f", strings.ToLower(t), run.ByType[t]))
 		}
-		fmt.Fprintf(&b, "\n%s: a closed SessionWorkflow run has %.1f history events on average (%d sampled): %s.\n",
-			s.Server, run.Events, run.Sampled, strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "\n%s: a closed SessionWorkflow run has %.1f history events on average (%d sampled): %s.%s\n",
+			s.Server, run.Events, run.Sampled, strings.Join(parts, ", "), costSentence(s.Pipeline))
 	}
 	return b.String()
 }
@@ -381,6 +382,9 @@ var rows = []struct {
 		}
 		return fmt.Sprintf("%.2f", s.Pipeline.HistoryPerEvent)
 	}},
+	{"workflow tasks per input event, all workflows (± s.e.)", tasksPerEventRow},
+	{"closed session run: workflow tasks / history events / timer wake-ups / upserts", sessionRunRow},
+	{"closed session: runs / workflow tasks / timer wake-ups / upserts", sessionRow},
 	{"deadline → workflow closes p50 / p99 (s)", func(s ServerResult) string { return pair(s.Pipeline.Latency["all"].ToClose) }},
 	{"deadline → Parquet row p50 / p99 (s)", func(s ServerResult) string { return pair(s.Pipeline.Latency["all"].ToParquet) }},
 	{"deadline → webhook p50 / p99 (s)", func(s ServerResult) string { return pair(s.Pipeline.Latency["all"].ToWebhook) }},
