@@ -37,23 +37,25 @@ type Pipeline struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 }
 
-// Rules override a profile's defaults; zero values keep the default.
+// Rules override a profile's defaults. An absent or empty field keeps the
+// default; a duration given, 0 included, replaces it (lateness: 0 is a
+// pipeline that tolerates no disorder, max_duration: 0 one with no maximum).
 type Rules struct {
-	KeyField       string        `yaml:"key_field"`
-	TimeField      string        `yaml:"time_field"`
-	IDField        string        `yaml:"id_field"`
-	PageField      string        `yaml:"page_field"`
-	StatusField    string        `yaml:"status_field"`
-	SoCField       string        `yaml:"soc_field"`
-	TimeUnit       string        `yaml:"time_unit"` // s, ms, us, ns
-	StartMarker    string        `yaml:"start_marker"`
-	EndMarker      string        `yaml:"end_marker"`
-	Gap            time.Duration `yaml:"gap"`
-	MaxDuration    time.Duration `yaml:"max_duration"`
-	BreakTolerance time.Duration `yaml:"break_tolerance"`
-	MinDuration    time.Duration `yaml:"min_duration"`
-	Lateness       time.Duration `yaml:"lateness"`
-	ExpiryWarning  time.Duration `yaml:"expiry_warning"`
+	KeyField       string         `yaml:"key_field"`
+	TimeField      string         `yaml:"time_field"`
+	IDField        string         `yaml:"id_field"`
+	PageField      string         `yaml:"page_field"`
+	StatusField    string         `yaml:"status_field"`
+	SoCField       string         `yaml:"soc_field"`
+	TimeUnit       string         `yaml:"time_unit"` // s, ms, us, ns
+	StartMarker    string         `yaml:"start_marker"`
+	EndMarker      string         `yaml:"end_marker"`
+	Gap            *time.Duration `yaml:"gap"`
+	MaxDuration    *time.Duration `yaml:"max_duration"`
+	BreakTolerance *time.Duration `yaml:"break_tolerance"`
+	MinDuration    *time.Duration `yaml:"min_duration"`
+	Lateness       *time.Duration `yaml:"lateness"`
+	ExpiryWarning  *time.Duration `yaml:"expiry_warning"`
 }
 
 // Output says where a pipeline's Parquet goes and how it is batched.
@@ -133,12 +135,12 @@ func (p Pipeline) SessionRules() (session.Rules, error) {
 		}
 	}
 	for _, d := range []struct {
-		v   time.Duration
+		v   *time.Duration
 		dst *time.Duration
 	}{{o.Gap, &r.Gap}, {o.MaxDuration, &r.MaxDuration}, {o.BreakTolerance, &r.BreakTolerance},
 		{o.MinDuration, &r.MinDuration}, {o.Lateness, &r.Lateness}, {o.ExpiryWarning, &r.ExpiryWarning}} {
-		if d.v != 0 {
-			*d.dst = d.v
+		if d.v != nil {
+			*d.dst = *d.v
 		}
 	}
 	if o.TimeUnit != "" {

@@ -55,11 +55,49 @@ func TestParseErrors(t *testing.T) {
 		{"pipelines:\n  - {name: a, profile: clickstream}\n  - {name: a, profile: charging}", "declared twice"},
 		{"pipelines:\n  - {name: a, profile: clickstream, rules: {end_marker: logout}}", "field=value"},
 		{"pipelines:\n  - {name: a, profile: clickstream, output: {buckets: 1000}}", "output.buckets"},
+		{"pipelines:\n  - {name: a, profile: clickstream, rules: {gap: 0s}}", "--gap"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: err %v, want it to mention %q", c.doc, err, c.want)
 		}
+	}
+}
+
+// TestZeroDurationsOverride: a duration written in the file replaces the
+// profile's default even when it is 0; one left out keeps the default.
+func TestZeroDurationsOverride(t *testing.T) {
+	def, err := session.Defaults(session.Charging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Lateness == 0 || def.MaxDuration == 0 || def.BreakTolerance == 0 {
+		t.Fatalf("the charging defaults %+v leave nothing for this test to override", def)
+	}
+	cases := []struct {
+		name, rules              string
+		lateness, max, tolerance time.Duration
+	}{
+		{"left out", "{}", def.Lateness, def.MaxDuration, def.BreakTolerance},
+		{"zero lateness", "{lateness: 0s}", 0, def.MaxDuration, def.BreakTolerance},
+		{"no maximum, no tolerance", "{max_duration: 0s, break_tolerance: 0s}", def.Lateness, 0, 0},
+		{"given", "{lateness: 7s, max_duration: 3h}", 7 * time.Second, 3 * time.Hour, def.BreakTolerance},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := Parse([]byte("pipelines:\n  - {name: d, profile: charging, topic: t, rules: " + c.rules + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := f.Pipelines[0].SessionRules()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Lateness != c.lateness || r.MaxDuration != c.max || r.BreakTolerance != c.tolerance {
+				t.Errorf("lateness %v, max_duration %v, break_tolerance %v; want %v, %v, %v",
+					r.Lateness, r.MaxDuration, r.BreakTolerance, c.lateness, c.max, c.tolerance)
+			}
+		})
 	}
 }
