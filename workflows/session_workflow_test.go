@@ -220,10 +220,10 @@ func TestFirstTimerFromTheBatchPace(t *testing.T) {
 	}
 }
 
-// TestSearchAttributesFollowTheState: five batches, each moving the session
-// on, cost one upsert per state the session goes through, not one each; the
-// close publishes the final figures.
-func TestSearchAttributesFollowTheState(t *testing.T) {
+// TestSearchAttributesAtTheClose: five batches, each moving the session on,
+// cost no upsert at all (the first signal's start set key, pipeline and
+// state); the close publishes the final figures in one.
+func TestSearchAttributesAtTheClose(t *testing.T) {
 	h := newHarness(t)
 	var upserts []temporal.SearchAttributes
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
@@ -241,17 +241,19 @@ func TestSearchAttributesFollowTheState(t *testing.T) {
 	if rec.EventCount != 5 {
 		t.Fatalf("record %+v", rec)
 	}
-	// The first batch's event waits for W; the second opens the session.
 	var states []string
 	for _, u := range upserts {
 		st, _ := u.GetKeyword(AttrSessionState)
 		states = append(states, st)
 	}
-	if want := []string{StateWaiting, StateOpen, StateClosed}; !slices.Equal(states, want) {
-		t.Fatalf("upserts for 5 batches and the close: %v, want one per state %v", states, want)
+	if want := []string{StateClosed}; !slices.Equal(states, want) {
+		t.Fatalf("upserts for 5 batches and the close: %v, want %v", states, want)
 	}
-	if count, _ := upserts[2].GetInt64(AttrEventCount); count != 5 {
+	if count, _ := upserts[0].GetInt64(AttrEventCount); count != 5 {
 		t.Errorf("closed with EventCount %d, want 5", count)
+	}
+	if id, _ := upserts[0].GetKeyword(AttrSessionID); id != rec.SessionID {
+		t.Errorf("closed with SessionID %q, want %q", id, rec.SessionID)
 	}
 }
 
