@@ -17,6 +17,8 @@ import (
 //     last known and W's pace, plus aimSlack for what that estimate leaves
 //     out (the clock read lags the task by the clock skew, W moves in the
 //     steps the ingesters publish);
+//   - it aims past the events still buffered (ahead of W), at the close they
+//     lead to (session.Tracker.NextClose), not at each of them;
 //   - a batch that moves the deadline re-aims the timer in the batch's own
 //     task (cancelling a timer is a command, not a task) instead of letting
 //     a stale timer wake the run early;
@@ -67,6 +69,13 @@ func (r *sessionRun) nextWake() (target int64, summary string, ok bool) {
 		summary = string(why) + " deadline"
 	} else if ok {
 		summary = "buffered events"
+	}
+	// A lean run need not wake to apply its buffered events, unless applying
+	// one may be due a notice (a break, the expiry warning of a session not
+	// open yet): it aims past them at the close they lead to.
+	if r.lean && !r.p.Notify.BreakStarted && !r.p.Notify.ExpiryWarning && r.tr.Pending() > 0 {
+		target, ok = r.tr.NextClose()
+		summary = "deadline after buffered events"
 	}
 	if at, due := r.expiryAt(); due && (!ok || at < target) {
 		target, ok, summary = at, true, "expiry warning"
