@@ -39,7 +39,7 @@ func TestFlagDefaultsFromThePackages(t *testing.T) {
 	t.Setenv("KAFKA_CLIENT_ID", "")
 	cmd := newCommand()
 	for name, def := range map[string]any{
-		"max-hold":      fmt.Sprintf("a quarter of the pipeline's gap, within %v..%v", ingest.MinDefaultMaxHold, ingest.MaxDefaultMaxHold),
+		"max-hold":      "a quarter of the pipeline's gap, within 1s..1m",
 		"max-in-flight": ingest.DefaultMaxInFlight, "max-uncommitted": ingest.DefaultMaxUncommitted, "idle-after": ingest.DefaultIdleAfter,
 	} {
 		f := cmd.Flags().Lookup(name)
@@ -49,6 +49,10 @@ func TestFlagDefaultsFromThePackages(t *testing.T) {
 		if want := fmt.Sprintf("(default %v)", def); !strings.HasSuffix(f.Usage, want) {
 			t.Errorf("--%s help %q does not end in %q", name, f.Usage, want)
 		}
+	}
+	if ingest.MinDefaultMaxHold != time.Second || ingest.MaxDefaultMaxHold != time.Minute {
+		t.Errorf("--max-hold's help says its default lies within 1s..1m; ingest's bounds are %v..%v",
+			ingest.MinDefaultMaxHold, ingest.MaxDefaultMaxHold)
 	}
 	if f := cmd.Flags().Lookup("workflow-task-pollers"); f.DefValue != fmt.Sprint(workflows.DefaultWorkflowTaskPollers) {
 		t.Errorf("--workflow-task-pollers defaults to %s, want workflows.DefaultWorkflowTaskPollers", f.DefValue)
