@@ -159,7 +159,7 @@ func holdProperty(t *testing.T, seed uint64) {
 type holdWatch struct {
 	fake      *fakeTemporal
 	rng       *rand.Rand // under mu
-	failOneIn int // a signal attempt fails one time in failOneIn (0: never)
+	failOneIn int        // a signal attempt fails one time in failOneIn (0: never)
 
 	mu       sync.Mutex // also held across a publication and its check
 	partOf   map[string]int32
