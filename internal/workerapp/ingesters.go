@@ -34,15 +34,20 @@ func newIngesters(cfg Config, pipelines *config.File, c client.Client, acts *act
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
 		}
+		// Each pipeline holds its events for as long as its own rules allow;
+		// the copy keeps one pipeline's hold out of the next one's limits.
+		lim := cfg.Limits
+		lim.MaxHold = p.Hold(cfg.Limits.MaxHold)
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: wp, Topic: p.Topic, Brokers: brokers, Kafka: kcfg,
 			Temporal: &ingest.TemporalSignaller{Client: c, Pipeline: wp, TaskQueue: cfg.TaskQueue},
 			Late:     &ingest.S3Late{S3: acts.S3, Bucket: acts.Bucket},
-			Metrics:  met, Logger: logger, Limits: cfg.Limits,
+			Metrics:  met, Logger: logger, Limits: lim,
 		})
 		if err != nil {
 			return nil, err
 		}
+		logger.Info("ingesting", "pipeline", p.Name, "topic", p.Topic, "max_hold", lim.Hold(wp.Rules))
 		out = append(out, ing)
 	}
 	if len(out) == 0 {
