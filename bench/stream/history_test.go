@@ -16,7 +16,7 @@ func TestLocalActivityType(t *testing.T) {
 		history       string
 		deliver, rest int
 	}{
-		{"lean_session_multi_batch", 1, 2},  // clock read(s) and the session_closed notice
+		{"lean_session_multi_batch", 1, 2},   // clock read(s) and the session_closed notice
 		{"lean_session_break_started", 1, 2}, // break_started and session_closed, no clock read
 		{"session_multi_batch", 0, 1},        // before lean: the clock read only
 	} {
