@@ -34,10 +34,7 @@ func newIngesters(cfg Config, pipelines *config.File, c client.Client, acts *act
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
 		}
-		// Each pipeline holds its events for as long as its own rules allow;
-		// the copy keeps one pipeline's hold out of the next one's limits.
-		lim := cfg.Limits
-		lim.MaxHold = p.Hold(cfg.Limits.MaxHold)
+		lim := pipelineLimits(cfg.Limits, p)
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: wp, Topic: p.Topic, Brokers: brokers, Kafka: kcfg,
 			Temporal: &ingest.TemporalSignaller{Client: c, Pipeline: wp, TaskQueue: cfg.TaskQueue},
@@ -54,6 +51,15 @@ func newIngesters(cfg Config, pipelines *config.File, c client.Client, acts *act
 		return nil, fmt.Errorf("%s: no pipeline names a topic to ingest", cfg.Pipelines)
 	}
 	return out, nil
+}
+
+// pipelineLimits are the limits of p's ingester: the worker's, with p's
+// hold (config.Pipeline.Hold). A copy, so that one pipeline's hold never
+// becomes the next one's; a zero hold is left to the ingester, which
+// derives it from p's rules.
+func pipelineLimits(worker ingest.Limits, p config.Pipeline) ingest.Limits {
+	worker.MaxHold = p.Hold(worker.MaxHold)
+	return worker
 }
 
 // runIngesters runs the ingesters until ctx ends or one of them fails;
