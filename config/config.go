@@ -35,6 +35,10 @@ type Pipeline struct {
 	Notify  workflows.Notify `yaml:"notify"`
 	// MaxWait bounds a waiting session's sleep between clock checks (default 1m).
 	MaxWait time.Duration `yaml:"max_wait"`
+	// MaxHold is the longest the ingester holds an event before it signals
+	// it: it wins over the worker's --max-hold; absent or 0, the hold is
+	// ingest.DefaultMaxHold of the rules (a quarter of the gap, 1s..1m).
+	MaxHold time.Duration `yaml:"max_hold"`
 }
 
 // Rules override a profile's defaults. An absent or empty field keeps the
@@ -103,6 +107,9 @@ func Parse(data []byte) (*File, error) {
 		seen[p.Name] = true
 		if _, err := p.Workflow(); err != nil {
 			errs = append(errs, fmt.Errorf("pipeline %q: %w", p.Name, err))
+		}
+		if p.MaxHold < 0 {
+			errs = append(errs, fmt.Errorf("pipeline %q: max_hold %v: want a positive duration, or 0 for the default", p.Name, p.MaxHold))
 		}
 	}
 	return &f, errors.Join(errs...)
@@ -178,4 +185,14 @@ func (p Pipeline) Workflow() (workflows.Pipeline, error) {
 		Name: p.Name, Rules: r, Prefix: p.Output.Prefix, Buckets: p.Output.Buckets,
 		Sink: p.Output.Flush, Notify: p.Notify, MaxWait: p.MaxWait, Visibility: true,
 	}, nil
+}
+
+// Hold is the ingester's max hold for the pipeline given the worker's
+// (0: unset): the pipeline's own max_hold if set, else the worker's. 0
+// leaves it to the ingester, which derives it from the rules.
+func (p Pipeline) Hold(worker time.Duration) time.Duration {
+	if p.MaxHold > 0 {
+		return p.MaxHold
+	}
+	return max(worker, 0)
 }

@@ -56,6 +56,8 @@ func TestParseErrors(t *testing.T) {
 		{"pipelines:\n  - {name: a, profile: clickstream, rules: {end_marker: logout}}", "field=value"},
 		{"pipelines:\n  - {name: a, profile: clickstream, output: {buckets: 1000}}", "output.buckets"},
 		{"pipelines:\n  - {name: a, profile: clickstream, rules: {gap: 0s}}", "--gap"},
+		{"pipelines:\n  - {name: a, profile: clickstream, max_hold: -1s}", "max_hold -1s: want a positive duration"},
+		{"pipelines:\n  - {name: a, profile: clickstream, max_hold: soon}", "`soon` into time.Duration"},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.doc))
@@ -97,6 +99,32 @@ func TestZeroDurationsOverride(t *testing.T) {
 			if r.Lateness != c.lateness || r.MaxDuration != c.max || r.BreakTolerance != c.tolerance {
 				t.Errorf("lateness %v, max_duration %v, break_tolerance %v; want %v, %v, %v",
 					r.Lateness, r.MaxDuration, r.BreakTolerance, c.lateness, c.max, c.tolerance)
+			}
+		})
+	}
+}
+
+// A pipeline's max_hold wins over the worker's --max-hold; with neither the
+// hold is left to the ingester (0), which derives it from the rules.
+func TestHold(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		worker     time.Duration
+		want       time.Duration
+	}{
+		{"neither", "", 0, 0},
+		{"worker's", "", 3 * time.Second, 3 * time.Second},
+		{"pipeline's", ", max_hold: 10s", 0, 10 * time.Second},
+		{"pipeline's over the worker's", ", max_hold: 10s", 3 * time.Second, 10 * time.Second},
+		{"pipeline's 0: the worker's", ", max_hold: 0s", 3 * time.Second, 3 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := Parse([]byte("pipelines:\n  - {name: a, profile: clickstream, topic: t" + c.yaml + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Pipelines[0].Hold(c.worker); got != c.want {
+				t.Errorf("Hold(%v) = %v, want %v", c.worker, got, c.want)
 			}
 		})
 	}

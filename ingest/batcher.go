@@ -20,8 +20,8 @@ type keyBuffer struct {
 }
 
 // batcher buffers a partition's events per key. A buffer is handed out for
-// signalling when it reaches BatchEvents or BatchBytes, or is FlushInterval
-// old. Not safe for concurrent use: its claim owns it.
+// signalling when it reaches BatchEvents or BatchBytes, or is maxAge (the
+// max hold) old. Not safe for concurrent use: its claim owns it.
 type batcher struct {
 	maxEvents, maxBytes int
 	maxAge              time.Duration
@@ -30,8 +30,10 @@ type batcher struct {
 	events, bytes       int          // buffered in total
 }
 
+// newBatcher takes the hold from l.MaxHold, which the caller has resolved
+// (Limits.Hold): the batcher does not know the rules.
 func newBatcher(l Limits) *batcher {
-	return &batcher{maxEvents: l.BatchEvents, maxBytes: l.BatchBytes, maxAge: l.FlushInterval,
+	return &batcher{maxEvents: l.BatchEvents, maxBytes: l.BatchBytes, maxAge: l.MaxHold,
 		keys: map[string]*keyBuffer{}}
 }
 
@@ -68,7 +70,7 @@ func (b *batcher) take(kb *keyBuffer) {
 	b.bytes -= kb.bytes
 }
 
-// due hands out the buffers that are FlushInterval old at now.
+// due hands out the buffers that are maxAge old at now.
 func (b *batcher) due(now time.Time) []*keyBuffer {
 	var out []*keyBuffer
 	i := 0

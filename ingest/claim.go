@@ -25,6 +25,7 @@ type claimConsumer struct {
 	claim sarama.ConsumerGroupClaim
 	p     int32
 	dec   *session.Decoder
+	hold  time.Duration // the max hold in effect (Limits.Hold)
 
 	offsets offsetTracker
 	batch   *batcher
@@ -50,10 +51,13 @@ type claimConsumer struct {
 func (g *generation) consume(claim sarama.ConsumerGroupClaim) error {
 	i := g.i
 	part := strconv.Itoa(int(claim.Partition()))
+	lim := i.lim
+	lim.MaxHold = lim.Hold(i.cfg.Pipeline.Rules)
 	c := &claimConsumer{
 		i: i, gen: g, claim: claim, p: claim.Partition(),
 		dec:      session.NewDecoder(&i.cfg.Pipeline.Rules),
-		batch:    newBatcher(i.lim),
+		hold:     lim.MaxHold,
+		batch:    newBatcher(lim),
 		mail:     newMailbox(),
 		messages: i.met.m.Messages.WithLabelValues(i.cfg.Pipeline.Name, part),
 		lag:      i.met.m.ConsumerLag.WithLabelValues(i.cfg.Pipeline.Name, part),
@@ -65,9 +69,11 @@ func (g *generation) consume(claim sarama.ConsumerGroupClaim) error {
 	return c.run()
 }
 
-// tick is how often buffers are checked for age.
+// tick is how often buffers are checked for age: it bounds how late a due
+// buffer is noticed, a quarter of the hold at most, and never more than
+// 250ms late however long the hold (nor polled more than every 10ms).
 func (c *claimConsumer) tick() time.Duration {
-	return min(max(c.i.lim.FlushInterval/4, 10*time.Millisecond), 250*time.Millisecond)
+	return min(max(c.hold/4, 10*time.Millisecond), 250*time.Millisecond)
 }
 
 func (c *claimConsumer) run() error {
@@ -194,12 +200,15 @@ func (c *claimConsumer) addLate(m *sarama.ConsumerMessage, key string, e session
 	}
 }
 
-// flushDue sends what is FlushInterval old.
+// flushDue sends what was held for the max hold. Late events and dead
+// letters wait as long: until they are written their offsets are not
+// committed, and the on-time events after them hold the watermark back no
+// longer than a held event would.
 func (c *claimConsumer) flushDue(now time.Time) {
 	for _, kb := range c.batch.due(now) {
 		c.startSignal(kb)
 	}
-	age := c.i.lim.FlushInterval
+	age := c.hold
 	if len(c.late.events) > 0 && now.Sub(c.late.created) >= age {
 		c.startLateWrite()
 	}

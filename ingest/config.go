@@ -23,6 +23,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sessionflow/sessionflow/session"
 	"github.com/sessionflow/sessionflow/workflows"
 )
 
@@ -67,9 +68,12 @@ type Limits struct {
 	// far below Temporal's 2 MB payload limit).
 	BatchEvents int
 	BatchBytes  int
-	// FlushInterval is the longest an event waits in its key's buffer
-	// (default 1s).
-	FlushInterval time.Duration
+	// MaxHold is the longest an event waits in its key's buffer before it
+	// is signalled (default DefaultMaxHold of the pipeline's rules). Each
+	// signal costs Temporal a workflow task, so a longer hold means fewer,
+	// larger batches; the price is that the watermark, and with it every
+	// session's close, lags up to one hold behind (see DefaultMaxHold).
+	MaxHold time.Duration
 	// MaxInFlight bounds the concurrent SignalWithStart calls (default 32).
 	MaxInFlight int
 	// MaxUncommitted bounds the messages read but not yet committed
@@ -82,7 +86,7 @@ type Limits struct {
 	// dead letters with reason too_large (default 1 MiB).
 	MaxValueBytes int
 	// LateBatch is the largest number of late events written as one object
-	// (default 1000); they are written at least every FlushInterval.
+	// (default 1000); they are written at least every MaxHold.
 	LateBatch int
 	// IdleAfter is how long a partition may go without an on-time event
 	// before it stops holding the watermark back (default 30s).
@@ -103,11 +107,10 @@ type Limits struct {
 }
 
 // The defaults of Limits, which a zero (or negative) field takes; the
-// worker's flags show them.
+// worker's flags show them. MaxHold's depends on the rules: DefaultMaxHold.
 const (
 	DefaultBatchEvents     = 500
 	DefaultBatchBytes      = 256 << 10
-	DefaultFlushInterval   = time.Second
 	DefaultMaxInFlight     = 32
 	DefaultMaxUncommitted  = 100_000
 	DefaultMaxPendingBytes = 64 << 20
@@ -137,12 +140,50 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxPendingBytes, DefaultMaxPendingBytes)
 	def(&l.MaxValueBytes, DefaultMaxValueBytes)
 	def(&l.LateBatch, DefaultLateBatch)
-	defDur(&l.FlushInterval, DefaultFlushInterval)
 	defDur(&l.IdleAfter, DefaultIdleAfter)
 	defDur(&l.StartupWait, DefaultStartupWait)
 	defDur(&l.PublishInterval, DefaultPublishInterval)
 	defDur(&l.DrainTimeout, DefaultDrainTimeout)
 	return l
+}
+
+// The bounds of DefaultMaxHold. MinDefaultMaxHold is also the hold of
+// rules without a gap, the one-second hold of the ingester before holds
+// were derived from the rules.
+const (
+	MinDefaultMaxHold = time.Second
+	MaxDefaultMaxHold = time.Minute
+)
+
+// DefaultMaxHold is the hold of a pipeline that sets none: a quarter of
+// the rules' gap, within [MinDefaultMaxHold, MaxDefaultMaxHold]; without a
+// gap, MinDefaultMaxHold.
+//
+// A held event holds the watermark back: rule 1 of watermark.go caps its
+// partition's mark at its time + L until it is signalled and committed, so
+// every session closes up to one hold later in wall time than it would
+// with events signalled at once. A quarter of the gap keeps that delay
+// small against the inactivity a session waits out anyway, and still spans
+// the clicks of one burst, so that a session takes one or two signals (one
+// workflow task each) instead of one per second of activity. The cap keeps
+// production rules (gap 30 min) closing within a minute of their deadlines
+// and bounds the memory held (about hold × event rate events; MaxUncommitted
+// and MaxPendingBytes still bound it, and a reader stopped by either sends
+// its buffers at once).
+func DefaultMaxHold(r session.Rules) time.Duration {
+	if r.Gap <= 0 {
+		return MinDefaultMaxHold
+	}
+	return min(max(r.Gap/4, MinDefaultMaxHold), MaxDefaultMaxHold)
+}
+
+// Hold is the hold in effect for rules r: MaxHold if set, else
+// DefaultMaxHold(r).
+func (l Limits) Hold(r session.Rules) time.Duration {
+	if l.MaxHold > 0 {
+		return l.MaxHold
+	}
+	return DefaultMaxHold(r)
 }
 
 // maxSignalBytes keeps a batch, with the pipeline that rides along in the

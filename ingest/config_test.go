@@ -3,6 +3,9 @@ package ingest
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sessionflow/sessionflow/session"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -26,5 +29,40 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: Validate = %v", want, err)
 		}
+	}
+}
+
+// The default hold follows the gap, within its bounds, and a hold that is
+// set wins over it.
+func TestDefaultMaxHold(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		gap     time.Duration
+		maxHold time.Duration // Limits.MaxHold
+		want    time.Duration
+	}{
+		{"no gap: today's second", 0, 0, time.Second},
+		{"tiny gap: the floor", 2 * time.Second, 0, time.Second},
+		{"at the floor", 4 * time.Second, 0, time.Second},
+		{"bench charging", 15 * time.Second, 0, 3750 * time.Millisecond},
+		{"dev clickstream", 20 * time.Second, 0, 5 * time.Second},
+		{"bench clickstream", 30 * time.Second, 0, 7500 * time.Millisecond},
+		{"at the cap", 4 * time.Minute, 0, time.Minute},
+		{"production clickstream: the cap", 30 * time.Minute, 0, time.Minute},
+		{"set: wins over the gap", 30 * time.Minute, 5 * time.Second, 5 * time.Second},
+		{"set: may pass the cap", 30 * time.Second, 2 * time.Minute, 2 * time.Minute},
+		{"negative: the default", 30 * time.Second, -time.Second, 7500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := session.Rules{Gap: tc.gap}
+			if tc.maxHold == 0 {
+				if got := DefaultMaxHold(r); got != tc.want {
+					t.Errorf("DefaultMaxHold(gap %v) = %v, want %v", tc.gap, got, tc.want)
+				}
+			}
+			if got := (Limits{MaxHold: tc.maxHold}).Hold(r); got != tc.want {
+				t.Errorf("Limits{MaxHold: %v}.Hold(gap %v) = %v, want %v", tc.maxHold, tc.gap, got, tc.want)
+			}
+		})
 	}
 }

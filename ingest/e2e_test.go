@@ -70,7 +70,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// At most 8% of the stream uncommitted: the ingesters' memory and the
 	// redelivery after the rebalance stay small.
-	lim := Limits{FlushInterval: time.Second, PublishInterval: 250 * time.Millisecond, MaxInFlight: 64,
+	lim := Limits{MaxHold: time.Second, PublishInterval: 250 * time.Millisecond, MaxInFlight: 64,
 		MaxUncommitted: len(in.messages) / 12, IdleAfter: time.Minute}
 	ingester := func(source string) func() {
 		_, stop := startIngester(t, Config{Pipeline: pipeline, Topic: topic, Brokers: brokers, GroupID: "e2e", Source: source,

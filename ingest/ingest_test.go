@@ -18,7 +18,7 @@ import (
 
 // fastLimits make the tests' ingesters flush, publish and idle quickly.
 func fastLimits() Limits {
-	return Limits{FlushInterval: 100 * time.Millisecond, PublishInterval: 50 * time.Millisecond,
+	return Limits{MaxHold: 100 * time.Millisecond, PublishInterval: 50 * time.Millisecond,
 		IdleAfter: 10 * time.Second, DrainTimeout: 5 * time.Second, MaxInFlight: 8}
 }
 

@@ -30,7 +30,7 @@ func (s *S3Late) WriteLate(ctx context.Context, in store.WriteLateInput) error {
 }
 
 // lateBuffer collects a partition's late events until LateBatch of them or
-// FlushInterval. The object a batch becomes is named after the partition
+// the max hold. The object a batch becomes is named after the partition
 // and the offset of its first event, so a batch re-read after a crash and
 // cut the same way overwrites itself; each row names its source position
 // (topic/partition/offset) for the cases where the cut differs.

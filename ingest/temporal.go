@@ -54,10 +54,11 @@ func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b work
 		StaticSummary: fmt.Sprintf("session of %s in pipeline %s", key, t.Pipeline.Name),
 	}
 	if t.Pipeline.Visibility {
-		// Findable in the UI from the first signal on; the workflow adds the
-		// rest of its attributes itself.
+		// Findable in the UI, and listed as open, from the first signal on,
+		// at no cost to the workflow; it adds the rest when it closes.
 		opts.TypedSearchAttributes = temporal.NewSearchAttributes(
-			workflows.AttrSessionKey.ValueSet(key), workflows.AttrPipeline.ValueSet(t.Pipeline.Name))
+			workflows.AttrSessionKey.ValueSet(key), workflows.AttrPipeline.ValueSet(t.Pipeline.Name),
+			workflows.AttrSessionState.ValueSet(workflows.StateOpen))
 	}
 	_, err := t.Client.SignalWithStartWorkflow(ctx, id, workflows.SignalEvents, b, opts,
 		workflows.SessionWorkflow, workflows.SessionInput{Pipeline: t.Pipeline, Key: key})

@@ -222,7 +222,7 @@ func TestOffsetTracker(t *testing.T) {
 
 func TestBatcher(t *testing.T) {
 	start := time.Now()
-	b := newBatcher(Limits{BatchEvents: 3, BatchBytes: 1 << 20, FlushInterval: time.Second})
+	b := newBatcher(Limits{BatchEvents: 3, BatchBytes: 1 << 20, MaxHold: time.Second})
 	ev := func(at int64) session.Event { return session.Event{Time: at} }
 	if full := b.add([]byte("a"), ev(5), 0, start); full != nil {
 		t.Fatal("flushed after one event")
@@ -243,7 +243,7 @@ func TestBatcher(t *testing.T) {
 	if b.events != 0 || len(b.all()) != 0 {
 		t.Error("buffers left after everything was handed out")
 	}
-	big := newBatcher(Limits{BatchEvents: 100, BatchBytes: 300, FlushInterval: time.Second})
+	big := newBatcher(Limits{BatchEvents: 100, BatchBytes: 300, MaxHold: time.Second})
 	var out *keyBuffer
 	for i := 0; out == nil; i++ {
 		out = big.add([]byte("k"), session.Event{Time: int64(i), Page: "page"}, int64(i), start)

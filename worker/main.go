@@ -91,7 +91,14 @@ secret from --s3-secret-key-file. Secrets are never logged.`,
 	f.StringVar(&cfg.SASLPasswordFile, "kafka-sasl-password-file", "", "read the SASL password from this file (else env KAFKA_SASL_PASSWORD)")
 
 	// Zero takes ingest's default, which the help shows.
-	f.DurationVar(&cfg.Limits.FlushInterval, "flush-interval", 0, withDefault("longest an event waits in its key's batch before it is signalled", ingest.DefaultFlushInterval))
+	// ingest.DefaultMaxHold is the default; main_test holds this text to its bounds.
+	f.DurationVar(&cfg.Limits.MaxHold, "max-hold", 0, "longest an event waits in its key's batch before it is signalled; a pipeline's max_hold wins over it "+
+		"(default a quarter of the pipeline's gap, within 1s..1m)")
+	// The flag's old name, which deploy scripts may still pass.
+	f.DurationVar(&cfg.Limits.MaxHold, "flush-interval", 0, "the old name of --max-hold")
+	if err := f.MarkDeprecated("flush-interval", "use --max-hold"); err != nil {
+		panic(err) // the flag was defined just above
+	}
 	f.IntVar(&cfg.Limits.MaxInFlight, "max-in-flight", 0, withDefault("concurrent SignalWithStart calls per pipeline", ingest.DefaultMaxInFlight))
 	f.IntVar(&cfg.Limits.MaxUncommitted, "max-uncommitted", 0, withDefault("messages read but not committed per pipeline before reading pauses", ingest.DefaultMaxUncommitted))
 	f.DurationVar(&cfg.Limits.IdleAfter, "idle-after", 0, withDefault("a partition without on-time events for this long stops holding the watermark back", ingest.DefaultIdleAfter))

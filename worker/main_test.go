@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,8 @@ func TestFlagDefaultsFromThePackages(t *testing.T) {
 	t.Setenv("KAFKA_CLIENT_ID", "")
 	cmd := newCommand()
 	for name, def := range map[string]any{
-		"flush-interval": ingest.DefaultFlushInterval, "max-in-flight": ingest.DefaultMaxInFlight,
-		"max-uncommitted": ingest.DefaultMaxUncommitted, "idle-after": ingest.DefaultIdleAfter,
+		"max-hold":      "a quarter of the pipeline's gap, within 1s..1m",
+		"max-in-flight": ingest.DefaultMaxInFlight, "max-uncommitted": ingest.DefaultMaxUncommitted, "idle-after": ingest.DefaultIdleAfter,
 	} {
 		f := cmd.Flags().Lookup(name)
 		if f.DefValue != "0" && f.DefValue != time.Duration(0).String() {
@@ -49,10 +50,42 @@ func TestFlagDefaultsFromThePackages(t *testing.T) {
 			t.Errorf("--%s help %q does not end in %q", name, f.Usage, want)
 		}
 	}
+	if ingest.MinDefaultMaxHold != time.Second || ingest.MaxDefaultMaxHold != time.Minute {
+		t.Errorf("--max-hold's help says its default lies within 1s..1m; ingest's bounds are %v..%v",
+			ingest.MinDefaultMaxHold, ingest.MaxDefaultMaxHold)
+	}
 	if f := cmd.Flags().Lookup("workflow-task-pollers"); f.DefValue != fmt.Sprint(workflows.DefaultWorkflowTaskPollers) {
 		t.Errorf("--workflow-task-pollers defaults to %s, want workflows.DefaultWorkflowTaskPollers", f.DefValue)
 	}
 	if f := cmd.Flags().Lookup("kafka-client-id"); f.DefValue != ingest.DefaultClientID {
 		t.Errorf("--kafka-client-id defaults to %s, want ingest.DefaultClientID", f.DefValue)
+	}
+}
+
+// --max-hold sets the hold; --flush-interval, its old name, still does, so
+// that deploy scripts written for it keep working.
+func TestMaxHoldFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 0}, // the ingester derives it from each pipeline's rules
+		{[]string{"--max-hold", "7s"}, 7 * time.Second},
+		{[]string{"--flush-interval", "5s"}, 5 * time.Second},
+		{[]string{"--flush-interval=2s"}, 2 * time.Second},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := newCommand()
+			cmd.SetErr(io.Discard) // the deprecation notice
+			if err := cmd.Flags().Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if got := cmd.Flags().Lookup("max-hold").Value.String(); got != tc.want.String() {
+				t.Errorf("hold = %s, want %v", got, tc.want)
+			}
+		})
+	}
+	if f := newCommand().Flags().Lookup("flush-interval"); f.Deprecated == "" || !f.Hidden {
+		t.Errorf("--flush-interval: deprecated %q, hidden %v; want a deprecated, hidden alias", f.Deprecated, f.Hidden)
 	}
 }

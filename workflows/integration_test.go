@@ -252,6 +252,7 @@ func runIntegration(t *testing.T, restart bool) {
 	}
 	g.Wait()
 
+	repeats := 0
 	for _, s := range streams {
 		got := s.awaitParquet(ctx, t, s3, c)
 		if len(got) != len(s.want) {
@@ -263,10 +264,23 @@ func runIntegration(t *testing.T, restart bool) {
 			hook.mu.Lock()
 			n := hook.seen[key]
 			hook.mu.Unlock()
-			if n != 1 && !(restart && n > 1) {
-				t.Errorf("%s: webhook got %d session_closed for %s, want 1", s.pipeline.Name, n, r.SessionID)
+			// At least once: a close task the server turns back (a batch
+			// for the key arrived meanwhile) runs its local activities
+			// again, and receivers drop the repeat by its Idempotency-Key.
+			if n < 1 {
+				t.Errorf("%s: webhook got no session_closed for %s", s.pipeline.Name, r.SessionID)
+			} else if n > 1 {
+				repeats += n - 1
 			}
 		}
+	}
+	total := 0
+	for _, s := range streams {
+		total += len(s.want)
+	}
+	t.Logf("%d of %d session_closed notices repeated", repeats, total)
+	if !restart && repeats*10 > total {
+		t.Errorf("%d of %d session_closed notices repeated: more than a turned-back close task explains", repeats, total)
 	}
 	if *updateHistories && !restart {
 		saveHistories(ctx, t, c, ts.GetDefaultNamespace())

@@ -15,7 +15,13 @@ import (
 // TestIntegration/straight ./workflows -args -update-histories), the rest
 // from TestRecordHistories (go test -run TestRecordHistories ./workflows
 // -args -update-histories), which checks each for what its name says before
-// saving it.
+// saving it. The session_*, sink_* and clock_* files of TestRecordHistories
+// were recorded by the release before lean sessions (01ae57e) and take the
+// DefaultVersion path of "lean-sessions": they are what runs open at that
+// deploy look like, and no longer re-recorded. The lean_* files are what
+// TestRecordHistories records today: sessions that take version 1 of
+// "lean-sessions", and the sink and clock beside them. Never overwrite or
+// delete a file of an earlier release.
 var replayCorpus = []string{
 	// TestIntegration/straight, recorded before tie numbering (072146a)
 	// and before batch-paced search attributes (e7affb2).
@@ -36,6 +42,20 @@ var replayCorpus = []string{
 	"sink_flushed",                    // a sink's first run: two record signals, one WriteParquet, continue-as-new
 	"sink_started_by_delivery",        // a sink run started by DeliverRecord's signal-with-start, flushed
 	"clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
+	// TestRecordHistories since lean sessions (01ae57e): version 1 of
+	// "lean-sessions", hand-off and notices by local activities.
+	"lean_session_multi_batch",             // four batches in four tasks, timer re-aimed by batches, local DeliverRecord to the running sink
+	"lean_session_late_event",              // an event below W: WriteLate, the close by local DeliverRecord and Notify
+	"lean_session_break_started",           // charging: break_started by local Notify in the task that found it, then the close
+	"lean_session_expiry_warning",          // Open/Close: expiry_warning by local Notify, then closed by the Close event
+	"lean_session_sink_started",            // no sink runs: the local DeliverRecord's signal-with-start starts it, no fallback
+	"lean_session_continued_with_pending",  // closes a session, continues as new with the next one's events pending
+	"lean_session_continued_run_completed", // a lean run started from carried state: upsert at its start, closes and completes
+	"lean_session_tie_numbered",            // logout and click in one ms: lean and tie-numbering markers, continue-as-new
+	"lean_session_tie_successor",           // the next run, closing "<key>/<start>-1"
+	"lean_sink_flushed",                    // a sink's first run: two records by signal-with-start, one WriteParquet, continue-as-new
+	"lean_sink_started_by_delivery",        // a sink run started by the local DeliverRecord's signal-with-start, flushed
+	"lean_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
 }
 
 // TestReplay replays the recorded histories of replayCorpus against today's

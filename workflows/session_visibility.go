@@ -24,9 +24,13 @@ type sessionAttrs struct {
 
 // show publishes the session's state to the Temporal UI: the current
 // details shown on the workflow's page, live, and typed search attributes.
-// An upsert costs a history event, so the attributes follow the session's
-// state at once (waiting, open, a new session, closed) but its event count
-// and last event time only when the timer wakes the run: not once per batch.
+// An upsert costs a history event. A run recorded before changeLean upserts
+// at each change of state (waiting, open, a new session, closed) and the
+// event count and last event time when the timer wakes it. A lean run starts
+// with the attributes its first signal set (key, pipeline, open) and
+// upserts once, when the session closes; a run continued as new also once at
+// its start, as it inherits its predecessor's (maybe closed) attributes. The
+// live figures are in the details and the state query.
 func (r *sessionRun) show() {
 	a := sessionAttrs{state: StateWaiting}
 	rec, deadline, why, open := r.tr.Open()
@@ -43,6 +47,9 @@ func (r *sessionRun) show() {
 		r.details = details
 	}
 	if !r.p.Visibility || a == r.attrs || (!r.woke && a.sameState(r.attrs)) {
+		return
+	}
+	if r.lean && a.state != StateClosed && (r.in.State == nil || r.attrs.state != "") {
 		return
 	}
 	updates := []temporal.SearchAttributeUpdate{

@@ -63,16 +63,23 @@ type sessionRun struct {
 	final   bool
 	signals int
 
+	// lean: this run takes the shape of changeLean (session_timer.go,
+	// session_close.go, session_visibility.go say what changes).
+	lean bool
+
 	late    []store.LateEvent
-	notices []workflow.Future
+	notices []workflow.Future // notification activities, awaited before the run ends
+	quick   []quickNotice     // notices sent by local activities in this task
 	result  session.Record
 	closed  bool
 
-	timer   workflow.Future
-	woke    bool          // this step follows the timer
-	wait    time.Duration // last timer's length, for back-off while W stands still
-	attrs   sessionAttrs  // last upserted search attributes
-	details string
+	timer       workflow.Future
+	cancelTimer workflow.CancelFunc // lean: cancels timer, to re-aim it
+	aim         int64               // lean: the deadline timer was aimed at
+	woke        bool                // this step follows the timer
+	wait        time.Duration       // last timer's length, for back-off while W stands still
+	attrs       sessionAttrs        // last upserted search attributes
+	details     string
 }
 
 func newSessionRun(ctx workflow.Context, in SessionInput) *sessionRun {
@@ -106,10 +113,19 @@ func newSessionRun(ctx workflow.Context, in SessionInput) *sessionRun {
 // that starts in its predecessor's millisecond ("<key>/<start>-<n>").
 const changeTieIDs = "tie-numbered-session-ids"
 
+// changeLean is the workflow.GetVersion change id of the lean session: one
+// timer aimed per deadline, the hand-off and the notices done by local
+// activities in the task that needs them, search attributes upserted once,
+// at the close. Asked at the start of every run, so that a run is lean or
+// not from its first task to its last: a run open when the worker was
+// deployed finishes as it began, and a run that continues as new is lean.
+const changeLean = "lean-sessions"
+
 func (r *sessionRun) run() (session.Record, error) {
 	if err := workflow.SetQueryHandler(r.ctx, QueryState, r.state); err != nil {
 		return session.Record{}, err
 	}
+	r.lean = workflow.GetVersion(r.ctx, changeLean, workflow.DefaultVersion, 1) >= 1
 	events := workflow.GetSignalChannel(r.ctx, SignalEvents)
 	// ready: there is work to step before waiting. A continued run starts
 	// with its carried events and must arm its timer before any wait; a new
@@ -187,33 +203,6 @@ func (r *sessionRun) add(b EventBatch) {
 	}
 }
 
-// refreshClock asks the pipeline's clock for its watermark.
-func (r *sessionRun) refreshClock() {
-	ctx := workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{
-		ScheduleToCloseTimeout: 10 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
-	// W as of this task's start (ClockState.AsOf). workflow.Now is that start
-	// until a local activity completes in the task, and this is the task's
-	// only one: it follows a timer, and a timer fires in a task of its own.
-	req := ClockRequest{Pipeline: r.p.Name, AsOfMs: workflow.Now(r.ctx).UnixMilli()}
-	var ta *TemporalActivities
-	var c ClockState
-	if err := workflow.ExecuteLocalActivity(ctx, ta.ClockState, req).Get(ctx, &c); err != nil {
-		workflow.GetLogger(r.ctx).Warn("clock unavailable; keeping the watermark", "error", err)
-		return
-	}
-	before := r.w
-	r.w = max(r.w, c.Watermark)
-	if c.Rate > 0 {
-		r.rate = c.Rate
-	}
-	r.final = c.EndOfInput
-	if r.w > before {
-		r.wait = 0 // W moves: no back-off
-	}
-}
-
 // step applies what the watermark allows and acts on what closed.
 func (r *sessionRun) step() error {
 	var closed []session.Record
@@ -231,60 +220,16 @@ func (r *sessionRun) step() error {
 	r.checkExpiry()
 	for _, rec := range closed {
 		rec.ClosedAtMs = workflow.Now(r.ctx).UnixMilli()
-		if err := r.deliver(rec); err != nil {
+		if err := r.handOff(rec); err != nil {
 			return err
-		}
-		if r.p.Notify.SessionClosed {
-			r.notify(activities.KindSessionClosed, rec.SessionID, rec.End, rec)
 		}
 		workflow.GetLogger(r.ctx).Info("session closed", "session_id", rec.SessionID,
 			"reason", rec.CloseReason, "events", rec.EventCount)
 		r.result, r.closed = rec, true
 	}
+	r.settle()
 	r.show()
 	return nil
-}
-
-// deliver hands a closed record to its sink: a signal if the sink runs, the
-// DeliverRecord activity (signal-with-start) if not.
-func (r *sessionRun) deliver(rec session.Record) error {
-	bucket := SinkBucket(r.in.Key, r.p.buckets())
-	err := workflow.SignalExternalWorkflow(r.ctx, SinkWorkflowID(r.p.Name, bucket), "", SignalRecord, rec).Get(r.ctx, nil)
-	if err == nil {
-		return nil
-	}
-	var ta *TemporalActivities
-	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
-	if err := workflow.ExecuteActivity(ctx, ta.DeliverRecord, DeliverInput{Pipeline: r.p, Bucket: bucket, Record: rec}).Get(ctx, nil); err != nil {
-		return fmt.Errorf("deliver %s: %w", rec.SessionID, err)
-	}
-	return nil
-}
-
-// notify starts a notification; its failure is logged, never fatal, and
-// never delays the hand-off of the record.
-func (r *sessionRun) notify(kind, sessionID string, at int64, rec session.Record) {
-	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
-	})
-	var a *activities.Activities
-	r.notices = append(r.notices, workflow.ExecuteActivity(ctx, a.Notify, activities.Notification{
-		Kind: kind, Pipeline: r.p.Name, Key: r.in.Key, SessionID: sessionID, At: at, Session: rec,
-	}))
-}
-
-func (r *sessionRun) awaitNotices() {
-	for _, f := range r.notices {
-		if err := f.Get(r.ctx, nil); err != nil {
-			workflow.GetLogger(r.ctx).Error("notification failed for good", "error", err)
-		}
-	}
-	r.notices = nil
 }
 
 // checkExpiry sends the expiry warning once the watermark passes
@@ -334,37 +279,6 @@ func (r *sessionRun) writeLate() error {
 	r.in.LateSeq++
 	r.late = nil
 	return nil
-}
-
-// arm starts the one timer, for when the watermark is expected to pass the
-// next deadline, unless one is already running.
-func (r *sessionRun) arm() {
-	if r.timer != nil {
-		return
-	}
-	target, ok := r.tr.NextDeadline()
-	summary := "deadline"
-	if _, _, why, open := r.tr.Open(); open && ok {
-		summary = string(why) + " deadline"
-	} else if ok {
-		summary = "buffered events"
-	}
-	if at, due := r.expiryAt(); due && (!ok || at < target) {
-		target, ok, summary = at, true, "expiry warning"
-	}
-	if !ok {
-		return
-	}
-	wait := r.p.maxWait()
-	if r.rate > 0 && r.w != session.NoWatermark {
-		wait = time.Duration(float64(target+1-r.w)/r.rate) * time.Millisecond
-	}
-	if r.wait > 0 && wait <= r.wait { // the last guess was too early: back off
-		wait = 2 * r.wait
-	}
-	wait = min(max(wait, minWait), r.p.maxWait())
-	r.wait = wait
-	r.timer = workflow.NewTimerWithOptions(r.ctx, wait, workflow.TimerOptions{Summary: summary})
 }
 
 // next is the input of the run that continues this one.

@@ -220,10 +220,57 @@ func TestFirstTimerFromTheBatchPace(t *testing.T) {
 	}
 }
 
-// TestSearchAttributesFollowTheState: five batches, each moving the session
-// on, cost one upsert per state the session goes through, not one each; the
-// close publishes the final figures.
-func TestSearchAttributesFollowTheState(t *testing.T) {
+// TestOneWakeUpPerSession: batches that move the inactivity deadline
+// re-aim the timer in their own tasks, so the run wakes once, when W passes
+// the last deadline, instead of at each deadline it had on the way; and a
+// wake-up that finds W short (the clock lags here by 3 s) re-arms once.
+func TestOneWakeUpPerSession(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lag       time.Duration // how far the clock's W is behind the pace the batches predict
+		wantReads int
+	}{
+		{"on time", 0, 1},
+		{"clock behind", 3 * time.Second, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			start := h.env.Now()
+			reads := 0
+			h.clock = func(req ClockRequest) ClockState {
+				reads++
+				return ClockState{Watermark: t0 - 10*mnt + req.AsOfMs - start.UnixMilli() - tc.lag.Milliseconds(), Rate: 1}
+			}
+			for i := range int64(3) { // events at t0, t0+5m, t0+10m; W 10 minutes behind them
+				h.at(time.Duration(i)*5*time.Minute, func() {
+					h.env.SignalWorkflow(SignalEvents, EventBatch{Events: []session.Event{ev(i*5*mnt, i+1)}, Watermark: t0 - 10*mnt + i*5*mnt, Rate: 1})
+				})
+			}
+			rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, func(p *Pipeline) {
+				p.MaxWait = 3 * time.Hour
+				p.Notify = Notify{SessionClosed: true} // no notice due when an event applies
+			}), Key: "u12"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.EventCount != 3 || rec.End != t0+10*mnt {
+				t.Fatalf("record %+v, want the three events", rec)
+			}
+			if reads != tc.wantReads {
+				t.Errorf("%d clock reads, want %d", reads, tc.wantReads)
+			}
+			// The last deadline, t0+40m, is 50 minutes of W after the start.
+			if took := time.Duration(rec.ClosedAtMs-start.UnixMilli()) * time.Millisecond; took < 50*time.Minute+tc.lag || took > 50*time.Minute+tc.lag+3*time.Second {
+				t.Errorf("closed %v after the first batch, want within 3 s of W passing the deadline", took)
+			}
+		})
+	}
+}
+
+// TestSearchAttributesAtTheClose: five batches, each moving the session on,
+// cost no upsert at all (the first signal's start set key, pipeline and
+// state); the close publishes the final figures in one.
+func TestSearchAttributesAtTheClose(t *testing.T) {
 	h := newHarness(t)
 	var upserts []temporal.SearchAttributes
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
@@ -241,17 +288,19 @@ func TestSearchAttributesFollowTheState(t *testing.T) {
 	if rec.EventCount != 5 {
 		t.Fatalf("record %+v", rec)
 	}
-	// The first batch's event waits for W; the second opens the session.
 	var states []string
 	for _, u := range upserts {
 		st, _ := u.GetKeyword(AttrSessionState)
 		states = append(states, st)
 	}
-	if want := []string{StateWaiting, StateOpen, StateClosed}; !slices.Equal(states, want) {
-		t.Fatalf("upserts for 5 batches and the close: %v, want one per state %v", states, want)
+	if want := []string{StateClosed}; !slices.Equal(states, want) {
+		t.Fatalf("upserts for 5 batches and the close: %v, want %v", states, want)
 	}
-	if count, _ := upserts[2].GetInt64(AttrEventCount); count != 5 {
+	if count, _ := upserts[0].GetInt64(AttrEventCount); count != 5 {
 		t.Errorf("closed with EventCount %d, want 5", count)
+	}
+	if id, _ := upserts[0].GetKeyword(AttrSessionID); id != rec.SessionID {
+		t.Errorf("closed with SessionID %q, want %q", id, rec.SessionID)
 	}
 }
 

@@ -25,19 +25,24 @@ const (
 
 // Workload is what the generator offers; it goes into the results as run.
 type Workload struct {
-	Users           int     `json:"users"`
-	ClickRate       float64 `json:"click_rate"`
-	Devices         int     `json:"devices"`
-	ChargingRate    float64 `json:"charging_rate"`
-	DurationS       float64 `json:"duration_s"`
-	WarmupS         float64 `json:"warmup_s"`
-	OutOfOrder      float64 `json:"out_of_order"`
-	Duplicates      float64 `json:"duplicates"`
-	Late            float64 `json:"late"`
-	Malformed       float64 `json:"malformed"`
-	Partitions      int     `json:"partitions_per_topic"`
-	MaxInFlight     int     `json:"max_in_flight"`
-	FlushIntervalMs int64   `json:"flush_interval_ms"`
+	Users        int     `json:"users"`
+	ClickRate    float64 `json:"click_rate"`
+	Devices      int     `json:"devices"`
+	ChargingRate float64 `json:"charging_rate"`
+	DurationS    float64 `json:"duration_s"`
+	WarmupS      float64 `json:"warmup_s"`
+	OutOfOrder   float64 `json:"out_of_order"`
+	Duplicates   float64 `json:"duplicates"`
+	Late         float64 `json:"late"`
+	Malformed    float64 `json:"malformed"`
+	Partitions   int     `json:"partitions_per_topic"`
+	MaxInFlight  int     `json:"max_in_flight"`
+	// FlushIntervalMs keeps its name from when one flag set every
+	// pipeline's hold: it is the longest hold of the pipelines; MaxHoldMs
+	// is --max-hold, 0 when each pipeline took its own. PipelineInfo has
+	// each pipeline's.
+	FlushIntervalMs int64 `json:"flush_interval_ms"`
+	MaxHoldMs       int64 `json:"max_hold_ms"`
 }
 
 // generator feeds the pipelines' topics with generate.Live streams, one per

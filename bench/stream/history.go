@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -101,9 +102,14 @@ func sampleRuns(ctx context.Context, c client.Client, namespace, typ string, n i
 			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
 				rc.tasks++
 			}
-			// A session workflow signals a sink once per session it closes
-			// (before any DeliverRecord fallback), and for nothing else.
+			// A session workflow hands a record to a sink once per session
+			// it closes, and for nothing else: by a signal (before any
+			// DeliverRecord fallback), or in a lean run by the local
+			// activity DeliverRecord, whatever the fallback after it.
 			if a := e.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalRecord {
+				sessions++
+			}
+			if localActivityType(e) == "DeliverRecord" {
 				sessions++
 			}
 		})
@@ -235,4 +241,20 @@ func retried[T any](ctx context.Context, call func(context.Context) (T, error)) 
 		}
 	}
 	return v, err
+}
+
+// localActivityType is the activity type of a local activity's marker, ""
+// for any other event. The SDK records it in the marker's "data" detail.
+func localActivityType(e *historypb.HistoryEvent) string {
+	a := e.GetMarkerRecordedEventAttributes()
+	if a == nil || a.GetMarkerName() != "LocalActivity" {
+		return ""
+	}
+	for _, p := range a.GetDetails()["data"].GetPayloads() {
+		var d struct{ ActivityType string }
+		if json.Unmarshal(p.GetData(), &d) == nil && d.ActivityType != "" {
+			return d.ActivityType
+		}
+	}
+	return ""
 }

@@ -62,9 +62,9 @@ type options struct {
 	ceilingDuration time.Duration
 	ceilingSignals  int
 
-	maxInFlight   int
-	flushInterval time.Duration
-	wftPollers    int
+	maxInFlight int
+	maxHold     time.Duration // 0: each pipeline's own (config.Pipeline.Hold, ingest.DefaultMaxHold)
+	wftPollers  int
 
 	openSessions int
 	pipelines    bool
@@ -129,7 +129,8 @@ Flags:
 	fs.DurationVar(&o.ceilingDuration, "ceiling-duration", 30*time.Second, "how long the no-op SignalWithStart ceiling runs against each server (0 skips it)")
 	fs.IntVar(&o.ceilingSignals, "ceiling-signals", 5, "signals each no-op workflow run receives before it completes")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", ingest.DefaultMaxInFlight, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
-	fs.DurationVar(&o.flushInterval, "flush-interval", ingest.DefaultFlushInterval, "ingest.Limits.FlushInterval: the longest an event waits in its key's batch")
+	fs.DurationVar(&o.maxHold, "max-hold", 0, "ingest.Limits.MaxHold: the longest an event waits in its key's batch (0: each pipeline's max_hold, else a quarter of its gap within 1s..1m, as the worker does)")
+	fs.DurationVar(&o.maxHold, "flush-interval", 0, "the old name of --max-hold")
 	fs.IntVar(&o.wftPollers, "wft-pollers", workflows.DefaultWorkflowTaskPollers, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
 	fs.IntVar(&o.openSessions, "open-sessions", 10_000, "sessions opened at once, one event each, before the pipelines run (in a process of their own), to measure the worker's memory with that many open; 0 skips")
 	fs.BoolVar(&o.pipelines, "pipelines", true, "run the ceiling and the pipelines; false with --open-sessions measures only the open sessions")
@@ -163,8 +164,10 @@ func (o options) validate() error {
 		return fmt.Errorf("--warmup %v must be shorter than --duration %v", o.warmup, o.duration)
 	case o.ceilingDuration < 0 || o.ceilingSignals <= 0:
 		return errors.New("--ceiling-duration must not be negative and --ceiling-signals must be positive")
-	case o.maxInFlight <= 0 || o.flushInterval <= 0:
-		return errors.New("--max-in-flight and --flush-interval must be positive")
+	case o.maxInFlight <= 0:
+		return errors.New("--max-in-flight must be positive")
+	case o.maxHold < 0:
+		return errors.New("--max-hold must not be negative (0: each pipeline's default)")
 	case o.wftPollers < 0 || o.wftPollers == 1:
 		return errors.New("--wft-pollers: want 0 (the SDK default) or at least 2 (the SDK refuses 1)")
 	case o.openSessions < 0:

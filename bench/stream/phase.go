@@ -187,6 +187,13 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 	return res, ph.smp.samples, ctx.Err()
 }
 
+// hold is the max hold of the pipeline's ingester given --max-hold (0:
+// unset), by the worker's precedence, so that a plain run measures what a
+// deployment of the same pipelines gets.
+func (p pipeline) hold(flag time.Duration) time.Duration {
+	return ingest.Limits{MaxHold: p.cfg.Hold(flag)}.Hold(p.wf.Rules)
+}
+
 // newPhase builds the generator and the ingesters.
 func (b *bench) newPhase(c client.Client, brokers []string, bucket string) (*phase, error) {
 	gen, err := newGenerator(brokers, b.streams(), b.logger)
@@ -205,7 +212,7 @@ func (b *bench) newPhase(c client.Client, brokers []string, bucket string) (*pha
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: p.wf, Topic: p.cfg.Topic, Brokers: brokers, Kafka: kcfg, GroupID: groupID(p.cfg.Name),
 			Temporal: sig, Late: &ingest.S3Late{S3: b.s3.client, Bucket: bucket}, Metrics: met, Logger: logger,
-			Limits: ingest.Limits{MaxInFlight: b.o.maxInFlight, FlushInterval: b.o.flushInterval},
+			Limits: ingest.Limits{MaxInFlight: b.o.maxInFlight, MaxHold: p.hold(b.o.maxHold)},
 		})
 		if err != nil {
 			return nil, err

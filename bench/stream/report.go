@@ -47,6 +47,8 @@ type PipelineInfo struct {
 	Topic string `json:"topic"`
 	Rules string `json:"rules"`
 	Sink  string `json:"sink"`
+	// MaxHoldMs is the hold its ingester used.
+	MaxHoldMs int64 `json:"max_hold_ms"`
 }
 
 // Target is one of issue #7's targets judged for one server.
@@ -65,7 +67,7 @@ func newResults(o options, started time.Time, pipelines []pipeline) *Results {
 		Workload: Workload{Users: o.users, ClickRate: o.clickRate, Devices: o.devices, ChargingRate: o.chargingRate,
 			DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(),
 			OutOfOrder: shareOutOfOrder, Duplicates: shareDuplicates, Late: shareLate, Malformed: shareMalformed,
-			Partitions: partitions, MaxInFlight: o.maxInFlight, FlushIntervalMs: o.flushInterval.Milliseconds()},
+			Partitions: partitions, MaxInFlight: o.maxInFlight, MaxHoldMs: o.maxHold.Milliseconds()},
 		Notes: []string{
 			"Everything but MinIO and the dev server runs in one process: generator, Kafka broker (kfake), ingesters, " +
 				"Temporal worker, webhook receiver and, for temporaltest, the Temporal server itself. RSS is that process's.",
@@ -76,8 +78,11 @@ func newResults(o options, started time.Time, pipelines []pipeline) *Results {
 		},
 	}
 	for _, p := range pipelines {
+		hold := p.hold(o.maxHold)
 		r.Pipelines = append(r.Pipelines, PipelineInfo{Name: p.cfg.Name, Topic: p.cfg.Topic, Rules: describeRules(p),
-			Sink: fmt.Sprintf("%d sinks, flush at %d records or %v", p.wf.Buckets, p.wf.Sink.MaxRecords, p.wf.Sink.MaxAge)})
+			Sink:      fmt.Sprintf("%d sinks, flush at %d records or %v", p.wf.Buckets, p.wf.Sink.MaxRecords, p.wf.Sink.MaxAge),
+			MaxHoldMs: hold.Milliseconds()})
+		r.Workload.FlushIntervalMs = max(r.Workload.FlushIntervalMs, hold.Milliseconds())
 	}
 	return r
 }
@@ -234,11 +239,12 @@ func (r *Results) markdown() string {
 	if table := r.table(); table != "" {
 		w := r.Workload
 		fmt.Fprintf(&b, "Workload: %d users at %.0f events/s and %d drones at %.0f events/s for %v per server (first %v left out); "+
-			"%d partitions per topic; MaxInFlight %d per pipeline, FlushInterval %d ms.\n\n",
+			"%d partitions per topic; MaxInFlight %d per pipeline.\n\n",
 			w.Users, w.ClickRate, w.Devices, w.ChargingRate, time.Duration(w.DurationS*float64(time.Second)),
-			time.Duration(w.WarmupS*float64(time.Second)), w.Partitions, w.MaxInFlight, w.FlushIntervalMs)
+			time.Duration(w.WarmupS*float64(time.Second)), w.Partitions, w.MaxInFlight)
 		for _, p := range r.Pipelines {
-			fmt.Fprintf(&b, "- `%s` (topic `%s`): %s; %s\n", p.Name, p.Topic, p.Rules, p.Sink)
+			fmt.Fprintf(&b, "- `%s` (topic `%s`): %s; %s; max hold %v\n", p.Name, p.Topic, p.Rules, p.Sink,
+				time.Duration(p.MaxHoldMs)*time.Millisecond)
 		}
 		b.WriteString("\n" + table)
 	}

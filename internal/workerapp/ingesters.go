@@ -34,21 +34,32 @@ func newIngesters(cfg Config, pipelines *config.File, c client.Client, acts *act
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
 		}
+		lim := pipelineLimits(cfg.Limits, p)
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: wp, Topic: p.Topic, Brokers: brokers, Kafka: kcfg,
 			Temporal: &ingest.TemporalSignaller{Client: c, Pipeline: wp, TaskQueue: cfg.TaskQueue},
 			Late:     &ingest.S3Late{S3: acts.S3, Bucket: acts.Bucket},
-			Metrics:  met, Logger: logger, Limits: cfg.Limits,
+			Metrics:  met, Logger: logger, Limits: lim,
 		})
 		if err != nil {
 			return nil, err
 		}
+		logger.Info("ingesting", "pipeline", p.Name, "topic", p.Topic, "max_hold", lim.Hold(wp.Rules))
 		out = append(out, ing)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no pipeline names a topic to ingest", cfg.Pipelines)
 	}
 	return out, nil
+}
+
+// pipelineLimits are the limits of p's ingester: the worker's, with p's
+// hold (config.Pipeline.Hold). A copy, so that one pipeline's hold never
+// becomes the next one's; a zero hold is left to the ingester, which
+// derives it from p's rules.
+func pipelineLimits(worker ingest.Limits, p config.Pipeline) ingest.Limits {
+	worker.MaxHold = p.Hold(worker.MaxHold)
+	return worker
 }
 
 // runIngesters runs the ingesters until ctx ends or one of them fails;
