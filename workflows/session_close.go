@@ -29,10 +29,14 @@ import (
 // must not end with the run), a notice runs on its own, and the run waits
 // for its notices only before it ends.
 
-// The local activities' budget: a few attempts within one workflow task.
-var quickOptions = workflow.LocalActivityOptions{
-	ScheduleToCloseTimeout: 15 * time.Second,
-	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+// quick gives the local activities their budget: a few attempts within one
+// workflow task. Options are made afresh for each call: the SDK fills in
+// the defaults of the retry policy it is given, in place.
+func quick(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: 15 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
 }
 
 // quickNotice is a notice sent by a local activity in this task.
@@ -55,7 +59,7 @@ func (r *sessionRun) handOff(rec session.Record) error {
 	}
 	in := DeliverInput{Pipeline: r.p, Bucket: SinkBucket(r.in.Key, r.p.buckets()), Record: rec}
 	var ta *TemporalActivities
-	delivered := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(r.ctx, quickOptions), ta.DeliverRecord, in)
+	delivered := workflow.ExecuteLocalActivity(quick(r.ctx), ta.DeliverRecord, in)
 	if r.p.Notify.SessionClosed { // sent while the record is on its way
 		r.notify(activities.KindSessionClosed, rec.SessionID, rec.End, rec)
 	}
@@ -95,7 +99,7 @@ func (r *sessionRun) notify(kind, sessionID string, at int64, rec session.Record
 	n := activities.Notification{Kind: kind, Pipeline: r.p.Name, Key: r.in.Key, SessionID: sessionID, At: at, Session: rec}
 	if r.lean {
 		var a *activities.Activities
-		r.quick = append(r.quick, quickNotice{n: n, f: workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(r.ctx, quickOptions), a.Notify, n)})
+		r.quick = append(r.quick, quickNotice{n: n, f: workflow.ExecuteLocalActivity(quick(r.ctx), a.Notify, n)})
 		return
 	}
 	r.notices = append(r.notices, r.notifyActivity(n))
