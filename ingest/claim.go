@@ -30,6 +30,7 @@ type claimConsumer struct {
 	offsets offsetTracker
 	batch   *batcher
 	late    lateBuffer
+	ledger  *lateLedger // set by the first message
 	dead    []*sarama.ProducerMessage
 	deadOff []int64
 	deadAt  time.Time
@@ -119,6 +120,9 @@ func (c *claimConsumer) run() error {
 func (c *claimConsumer) handle(m *sarama.ConsumerMessage) error {
 	now := time.Now()
 	c.offsets.read(m.Offset)
+	if c.ledger == nil {
+		c.ledger = newLateLedger(c.i.cfg.Late, prefix(c.i.cfg.Pipeline), c.lateWriter(), m.Offset)
+	}
 	c.gen.uncommitted.Add(1)
 	c.messages.Inc()
 	if hw := c.claim.HighWaterMarkOffset(); hw > 0 {
@@ -247,16 +251,16 @@ func (c *claimConsumer) startSignal(kb *keyBuffer) {
 	})
 }
 
+// lateWriter names the partition's late objects.
+func (c *claimConsumer) lateWriter() string {
+	return "ingest/" + c.i.cfg.Topic + "/" + strconv.Itoa(int(c.p))
+}
+
 func (c *claimConsumer) startLateWrite() {
 	lb := c.late.take()
-	in := store.WriteLateInput{
-		Prefix: prefix(c.i.cfg.Pipeline),
-		Writer: "ingest/" + c.i.cfg.Topic + "/" + strconv.Itoa(int(c.p)),
-		Seq:    lb.offsets[0],
-		Events: lb.events,
-	}
+	in := store.WriteLateInput{Prefix: prefix(c.i.cfg.Pipeline), Writer: c.lateWriter(), Events: lb.events}
 	r := opResult{kind: opLate, offsets: lb.offsets, bytes: int64(lb.bytes)}
-	c.start(r, func(ctx context.Context) error { return c.i.writeLate(ctx, in) })
+	c.start(r, func(ctx context.Context) error { return c.i.writeLate(ctx, c.ledger, in, lb.offsets) })
 }
 
 func (c *claimConsumer) startDeadLetters() {

@@ -164,6 +164,24 @@ func (l *fakeLate) WriteLate(ctx context.Context, in store.WriteLateInput) error
 	return nil
 }
 
+// Written is store.LateWritten over the batches written so far.
+func (l *fakeLate) Written(ctx context.Context, prefix, writer, date string, from int64) (map[string]bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := make(map[string]bool)
+	for _, in := range l.writes {
+		if in.Prefix != prefix || in.Writer != writer || max(in.Seq, in.Last) < from {
+			continue
+		}
+		for _, e := range in.Events {
+			if store.Date(e.Event.Time) == date {
+				seen[e.Source] = true
+			}
+		}
+	}
+	return seen, nil
+}
+
 func (l *fakeLate) all() []store.LateEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()

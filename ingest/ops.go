@@ -75,10 +75,22 @@ func (i *Ingester) signal(ctx context.Context, key string, b workflows.EventBatc
 	})
 }
 
-// writeLate writes one batch of late events.
-func (i *Ingester) writeLate(ctx context.Context, in store.WriteLateInput) error {
+// writeLate writes one batch of late events, but for those the ledger knows
+// as written: offsets are the events' own.
+func (i *Ingester) writeLate(ctx context.Context, l *lateLedger, in store.WriteLateInput, offsets []int64) error {
 	return i.retry(ctx, "write late events", func(ctx context.Context) error {
-		return i.cfg.Late.WriteLate(ctx, in)
+		rest, skipped, err := l.unwritten(ctx, in, offsets)
+		if err != nil {
+			return err
+		}
+		if skipped > 0 {
+			i.log.Info("late events already written by the partition's previous owner; not written again",
+				"writer", in.Writer, "events", skipped, "from_offset", offsets[0])
+		}
+		if len(rest.Events) == 0 {
+			return nil
+		}
+		return i.cfg.Late.WriteLate(ctx, rest)
 	})
 }
 

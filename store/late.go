@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -30,13 +32,17 @@ type LateEvent struct {
 type WriteLateInput struct {
 	Prefix string `json:"prefix"`
 	// Writer and Seq name the object, as Sink and Seq do for sessions.
-	Writer string      `json:"writer"`
-	Seq    int64       `json:"seq"`
+	Writer string `json:"writer"`
+	Seq    int64  `json:"seq"`
+	// Last, if above zero, is the largest source offset of the events, and
+	// the name ends in it too: <writer>-<seq>-<last>. The ingester names its
+	// objects so, after the offsets of its partition, for LateWritten.
+	Last   int64       `json:"last,omitempty"`
 	Events []LateEvent `json:"events"`
 }
 
 // WriteLate writes one batch of late events as Parquet (ZSTD) to
-// <Prefix>/late_events/event_date=YYYY-MM-DD/<writer>-<seq>.parquet, one
+// <Prefix>/late_events/event_date=YYYY-MM-DD/<writer>-<seq>[-<last>].parquet, one
 // object per UTC date of the events' times, rows in the order given, and
 // tells wrote (if set) of each object. Like WriteSessions, a retried batch
 // overwrites its own objects. The session workflows write through the
@@ -54,10 +60,83 @@ func WriteLate(ctx context.Context, s3 *minio.Client, bucket string, in WriteLat
 	return putDays(ctx, s3, bucket, lateColumns, in.Events, wrote,
 		func(e LateEvent) int64 { return e.Event.Time },
 		func(date string) string {
-			return fmt.Sprintf("%s/event_date=%s/%s.parquet",
-				JoinPrefix(in.Prefix, lateDir), date, objectName(in.Writer, in.Seq))
+			return fmt.Sprintf("%s/%s.parquet", lateDay(in.Prefix, date), lateName(in))
 		})
 }
+
+// lateName is the object name of in, without its extension.
+func lateName(in WriteLateInput) string {
+	name := objectName(in.Writer, in.Seq)
+	if in.Last > 0 {
+		name += fmt.Sprintf("-%010d", in.Last)
+	}
+	return name
+}
+
+func lateDay(prefix, date string) string {
+	return fmt.Sprintf("%s/event_date=%s", JoinPrefix(prefix, lateDir), date)
+}
+
+// LateWritten returns the sources of the late events of one writer and UTC
+// date (YYYY-MM-DD) already stored in objects that may hold offsets from
+// from on: those named <writer>-<seq>-<last> with last >= from, and of the
+// older names without last those with seq >= from and the last one before.
+// A writer that reads a partition again from its committed offset, after
+// its predecessor wrote late events it did not get to commit, skips these
+// and so writes each late event once however it cuts its batches.
+func LateWritten(ctx context.Context, s3 *minio.Client, bucket, prefix, writer, date string, from int64) (map[string]bool, error) {
+	dir := lateDay(prefix, date) + "/"
+	stem := objectName(writer, 0)
+	stem = stem[:len(stem)-10] // "<writer>-"
+	var keys []string
+	legacy, legacySeq := "", int64(-1) // the last older name below from
+	for obj := range s3.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: dir + stem}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list %s: %w", dir+stem, obj.Err)
+		}
+		m := lateObject.FindStringSubmatch(strings.TrimPrefix(obj.Key, dir+stem))
+		if m == nil {
+			continue // another writer whose name starts alike ("t/1" and "t-1/2")
+		}
+		seq, _ := strconv.ParseInt(m[1], 10, 64)
+		switch {
+		case m[2] != "":
+			if last, _ := strconv.ParseInt(m[2], 10, 64); last >= from {
+				keys = append(keys, obj.Key)
+			}
+		case seq >= from:
+			keys = append(keys, obj.Key)
+		case seq > legacySeq:
+			legacy, legacySeq = obj.Key, seq
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir+stem, err)
+	}
+	if legacy != "" {
+		keys = append(keys, legacy)
+	}
+	seen := make(map[string]bool)
+	for _, k := range keys {
+		data, err := ReadObject(ctx, s3, bucket, k)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k, err)
+		}
+		evs, err := decodeLate(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k, err)
+		}
+		for _, e := range evs {
+			if e.Source != "" {
+				seen[e.Source] = true
+			}
+		}
+	}
+	return seen, nil
+}
+
+// lateObject parses what follows "<writer>-" in a late object's name.
+var lateObject = regexp.MustCompile(`^([0-9]{10,})(?:-([0-9]{10,}))?\.parquet$`)
 
 // ReadLate reads back every Parquet object under <prefix>/late_events/,
 // sorted by key, event time and event id. It is for tests and tools.

@@ -37,7 +37,7 @@ type dated[T any] struct {
 func splitByDate[T any](rows []T, ms func(T) int64) []dated[T] {
 	var days []dated[T]
 	for _, r := range rows {
-		date := time.UnixMilli(ms(r)).UTC().Format(time.DateOnly)
+		date := Date(ms(r))
 		i := slices.IndexFunc(days, func(d dated[T]) bool { return d.date == date })
 		if i < 0 {
 			i = len(days)
@@ -48,6 +48,10 @@ func splitByDate[T any](rows []T, ms func(T) int64) []dated[T] {
 	slices.SortFunc(days, func(a, b dated[T]) int { return strings.Compare(a.date, b.date) })
 	return days
 }
+
+// Date is the UTC date (YYYY-MM-DD) of a time in ms: the event_date and
+// session_date of an object's path.
+func Date(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.DateOnly) }
 
 // JoinPrefix puts dir under the pipeline prefix, ignoring stray slashes.
 func JoinPrefix(prefix, dir string) string {
