@@ -239,7 +239,7 @@ func (c *claimConsumer) flushAll() {
 func (c *claimConsumer) startSignal(kb *keyBuffer) {
 	c.i.met.batchSize.Observe(float64(len(kb.events)))
 	b := workflows.EventBatch{Events: kb.events}
-	b.Watermark, b.Rate = c.i.wm.batchWatermark(kb.first)
+	b.Watermark, b.Rate, b.AsOfMs = c.i.wm.batchWatermark(kb.first)
 	r := opResult{kind: opSignal, offsets: kb.offsets, last: kb.last, bytes: int64(kb.bytes)}
 	c.inflight++
 	ctx := c.opCtx

@@ -102,6 +102,7 @@ type watermark struct {
 	lateness  int64
 	idleAfter time.Duration
 	r         int64   // the clock's W as last read
+	rAt       int64   // when r was read (Unix ms)
 	rate      float64 // the clock's pace as last read, for the batches
 	parts     map[int32]*partition
 	since     time.Time // when the generation's partitions were assigned
@@ -224,12 +225,15 @@ func (w *watermark) committed(cp commitPoint) (msgs int64) {
 }
 
 // batchWatermark is the watermark a batch whose earliest event is at first
-// carries: the clock's W as last read, never above first; and the clock's
-// pace as last read.
-func (w *watermark) batchWatermark(first int64) (int64, float64) {
+// carries: the clock's W as last read, never above first; the clock's pace
+// as last read; and when W was read, 0 if first capped it.
+func (w *watermark) batchWatermark(first int64) (wm int64, rate float64, asOf int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return min(w.r, first), w.rate
+	if first < w.r {
+		return first, w.rate, 0 // not a reading of the clock
+	}
+	return w.r, w.rate, w.rAt
 }
 
 func (w *watermark) sortedParts() []*partition {

@@ -19,6 +19,9 @@ func (w *watermark) read(st workflows.ClockState) {
 }
 
 func (w *watermark) readLocked(st workflows.ClockState) {
+	if st.Watermark >= w.r {
+		w.rAt = time.Now().UnixMilli()
+	}
 	w.r = max(w.r, st.Watermark)
 	if st.Rate > 0 {
 		w.rate = st.Rate

@@ -174,11 +174,29 @@ func TestPlanWake(t *testing.T) {
 
 func TestBatchWatermarkNeverAboveItsEvents(t *testing.T) {
 	w := liveWatermark(t, 1000, 2000)
-	if got, _ := w.batchWatermark(900); got != 900 {
-		t.Errorf("batchWatermark(900) with R=1000 = %d, want 900", got)
+	if got, _, asOf := w.batchWatermark(900); got != 900 || asOf != 0 {
+		t.Errorf("batchWatermark(900) with R=1000 = %d as of %d, want 900 as of 0 (not a clock reading)", got, asOf)
 	}
-	if got, _ := w.batchWatermark(1500); got != 1000 {
+	if got, _, _ := w.batchWatermark(1500); got != 1000 {
 		t.Errorf("batchWatermark(1500) with R=1000 = %d, want 1000", got)
+	}
+}
+
+// TestBatchSaysWhenWWasRead: a batch carries the time of the reading its
+// watermark is; a reading behind R does not make R newer.
+func TestBatchSaysWhenWWasRead(t *testing.T) {
+	w := liveWatermark(t, 1000, 2000)
+	before := time.Now().UnixMilli()
+	w.read(workflows.ClockState{Watermark: 1100})
+	after := time.Now().UnixMilli()
+	_, _, asOf := w.batchWatermark(1500)
+	if asOf < before || asOf > after {
+		t.Fatalf("as of %d; want the reading's time, within [%d, %d]", asOf, before, after)
+	}
+	time.Sleep(5 * time.Millisecond)
+	w.read(workflows.ClockState{Watermark: 1050}) // an older reading
+	if _, _, again := w.batchWatermark(1500); again != asOf {
+		t.Errorf("as of %d after a reading behind R; want %d, the reading R came from", again, asOf)
 	}
 }
 
@@ -187,12 +205,12 @@ func TestBatchWatermarkNeverAboveItsEvents(t *testing.T) {
 // reading without a pace keeps the one before.
 func TestBatchCarriesTheClocksPace(t *testing.T) {
 	w := liveWatermark(t, 1000, 2000)
-	if _, rate := w.batchWatermark(1500); rate != 0 {
+	if _, rate, _ := w.batchWatermark(1500); rate != 0 {
 		t.Errorf("pace before any reading with one = %v, want 0 (unknown)", rate)
 	}
 	w.read(workflows.ClockState{Watermark: 1100, Rate: 1.5})
 	w.read(workflows.ClockState{Watermark: 1200})
-	if wm, rate := w.batchWatermark(1500); wm != 1200 || rate != 1.5 {
+	if wm, rate, _ := w.batchWatermark(1500); wm != 1200 || rate != 1.5 {
 		t.Errorf("batchWatermark(1500) = %d, %v; want 1200, 1.5", wm, rate)
 	}
 }

@@ -348,6 +348,28 @@ func (h hist) versionMarkers(changeID string) int {
 	return n
 }
 
+// version is the version the run's marker of changeID records, -2 if none.
+func (h hist) version(t *testing.T, changeID string) int {
+	t.Helper()
+	for _, e := range h.h.Events {
+		a := e.GetMarkerRecordedEventAttributes()
+		if a == nil || a.GetMarkerName() != "Version" {
+			continue
+		}
+		for _, p := range a.GetDetails()["change-id"].GetPayloads() {
+			if !bytes.Equal(bytes.Trim(p.GetData(), `"`), []byte(changeID)) {
+				continue
+			}
+			var v int
+			if err := json.Unmarshal(a.GetDetails()["version"].GetPayloads()[0].GetData(), &v); err != nil {
+				t.Fatalf("%s: version marker of %s: %v", h.id, changeID, err)
+			}
+			return v
+		}
+	}
+	return -2
+}
+
 // localMarker is one local activity a run recorded: a MarkerRecorded event
 // of marker name "LocalActivity", whose details' "data" payload names the
 // activity type, in the workflow task that completed it.
@@ -391,8 +413,12 @@ func (h hist) locals(t *testing.T, typ string) []localMarker {
 	return out
 }
 
-// The change id of lean sessions (workflows.changeLean).
-const changeLean = "lean-sessions"
+// The change id of lean sessions (workflows.changeLean), and the version
+// the runs recorded today take: 2, W aimed from as of the task.
+const (
+	changeLean  = "lean-sessions"
+	leanVersion = 2
+)
 
 // leanRun requires the shape every lean session run has, on the happy path:
 // one "lean-sessions" version marker, asked at its start; the record, if the
@@ -404,6 +430,9 @@ func (h hist) leanRun(t *testing.T, delivers, notices, maxUpserts int) {
 	t.Helper()
 	if n := h.versionMarkers(changeLean); n != 1 {
 		t.Errorf("%s: %d version markers of %s, want 1", h.id, n, changeLean)
+	}
+	if v := h.version(t, changeLean); v != leanVersion {
+		t.Errorf("%s: %s version %d, want %d", h.id, changeLean, v, leanVersion)
 	}
 	if n := h.count(enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED) +
 		h.count(enumspb.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED) +
@@ -518,6 +547,9 @@ func recordMultiBatch(r *recorder) {
 	}
 	var run string
 	for i, b := range batches {
+		if i >= 2 { // readings of W two seconds old, as an ingester's are
+			b.AsOfMs = time.Now().Add(-2 * time.Second).UnixMilli()
+		}
 		if got := r.send(p, "m1", b); i == 0 {
 			run = got
 		} else if got != run {
@@ -558,7 +590,7 @@ func recordMultiBatch(r *recorder) {
 	// The change-version upsert and the close's.
 	h.leanRun(t, 1, 1, 2)
 	h.noTieMarker(t)
-	r.save("lean_session_multi_batch", h)
+	r.save("lean2_session_multi_batch", h)
 
 	sink := r.awaitClosed(workflows.SinkWorkflowID(p.Name, 0), sinkRun)
 	sink.ends(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)
@@ -573,7 +605,7 @@ func recordMultiBatch(r *recorder) {
 	if err := json.Unmarshal(flushes[0], &in); err != nil || len(in.Records) != 2 || in.Seq != 0 {
 		t.Fatalf("%s: flush input %s (%v), want the two records as seq 0", sink.id, flushes[0], err)
 	}
-	r.save("lean_sink_flushed", sink)
+	r.save("lean2_sink_flushed", sink)
 }
 
 // recordLate: a session whose W passed t0+10s receives an event of t0+4s:
@@ -604,7 +636,7 @@ func recordLate(r *recorder) {
 	h.leanRun(t, 1, 1, 2)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean_session_late_event", h)
+	r.save("lean2_session_late_event", h)
 }
 
 // recordBreak: a charging session (break tolerance 5s) with a status-0
@@ -636,7 +668,7 @@ func recordBreak(r *recorder) {
 	r.notified(fmt.Sprintf("%s:%s:%d", rec.SessionID, activities.KindBreakStarted, t0+20*sec))
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean_session_break_started", h)
+	r.save("lean2_session_break_started", h)
 }
 
 // recordExpiry: a parking-style Open/Close session (max 40s, warning 15s
@@ -673,7 +705,7 @@ func recordExpiry(r *recorder) {
 	r.notified(rec.SessionID + ":" + activities.KindExpiryWarning)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean_session_expiry_warning", h)
+	r.save("lean2_session_expiry_warning", h)
 }
 
 // recordFallback: the first session of a pipeline closes while no sink
@@ -692,7 +724,7 @@ func recordFallback(r *recorder) {
 	h.leanRun(t, 1, 1, 2)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean_session_sink_started", h)
+	r.save("lean2_session_sink_started", h)
 
 	sinkID := workflows.SinkWorkflowID(p.Name, 0)
 	d, err := r.c.DescribeWorkflowExecution(r.ctx, sinkID, "")
@@ -715,7 +747,7 @@ func recordFallback(r *recorder) {
 	if err := json.Unmarshal(sink.recordSignal(t), &got); err != nil || got.SessionID != rec.SessionID {
 		t.Fatalf("%s: record signal %+v (%v), want %s", sinkID, got, err, rec.SessionID)
 	}
-	r.save("lean_sink_started_by_delivery", sink)
+	r.save("lean2_sink_started_by_delivery", sink)
 }
 
 // recordSignal is the payload of the run's first record signal.
@@ -774,8 +806,8 @@ func recordContinueAsNew(r *recorder) {
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	first.noTieMarker(t)
 	second.noTieMarker(t)
-	r.save("lean_session_continued_with_pending", first)
-	r.save("lean_session_continued_run_completed", second)
+	r.save("lean2_session_continued_with_pending", first)
+	r.save("lean2_session_continued_run_completed", second)
 }
 
 // recordTie: a logout and a click in the same millisecond make two
@@ -817,8 +849,8 @@ func recordTie(r *recorder) {
 	second.noTieMarker(t)
 	second.leanRun(t, 1, 1, 3)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
-	r.save("lean_session_tie_numbered", first)
-	r.save("lean_session_tie_successor", second)
+	r.save("lean2_session_tie_numbered", first)
+	r.save("lean2_session_tie_successor", second)
 }
 
 // recordClock: a clock fed by two partitions, one of which goes idle, then
@@ -872,5 +904,5 @@ func recordClock(r *recorder) {
 	if n := h.signals(workflows.SignalWatermark); n != 6 {
 		t.Fatalf("%s: %d watermark signals, want 6", id, n)
 	}
-	r.save("lean_clock_partitions_idle_end", h)
+	r.save("lean2_clock_partitions_idle_end", h)
 }

@@ -18,10 +18,12 @@ import (
 // saving it. The session_*, sink_* and clock_* files of TestRecordHistories
 // were recorded by the release before lean sessions (01ae57e) and take the
 // DefaultVersion path of "lean-sessions": they are what runs open at that
-// deploy look like, and no longer re-recorded. The lean_* files are what
-// TestRecordHistories records today: sessions that take version 1 of
-// "lean-sessions", and the sink and clock beside them. Never overwrite or
-// delete a file of an earlier release.
+// deploy look like, and no longer re-recorded. The lean_* files were
+// recorded by the release of version 1 of "lean-sessions" (12fb092) and are
+// no longer re-recorded either. The lean2_* files are what
+// TestRecordHistories records today: sessions that take version 2, and the
+// sink and clock beside them. Never overwrite or delete a file of an
+// earlier release.
 var replayCorpus = []string{
 	// TestIntegration/straight, recorded before tie numbering (072146a)
 	// and before batch-paced search attributes (e7affb2).
@@ -56,6 +58,20 @@ var replayCorpus = []string{
 	"lean_sink_flushed",                    // a sink's first run: two records by signal-with-start, one WriteParquet, continue-as-new
 	"lean_sink_started_by_delivery",        // a sink run started by the local DeliverRecord's signal-with-start, flushed
 	"lean_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
+	// TestRecordHistories since version 2 of "lean-sessions": timers aimed
+	// from W as of the task (EventBatch.AsOfMs), the same cases.
+	"lean2_session_multi_batch",             // four batches, the last two with readings of W two seconds old (AsOfMs)
+	"lean2_session_late_event",              // an event below W: WriteLate, the close by local DeliverRecord and Notify
+	"lean2_session_break_started",           // charging: break_started by local Notify in the task that found it, then the close
+	"lean2_session_expiry_warning",          // Open/Close: expiry_warning by local Notify, then closed by the Close event
+	"lean2_session_sink_started",            // no sink runs: the local DeliverRecord's signal-with-start starts it
+	"lean2_session_continued_with_pending",  // closes a session, continues as new with the next one's events pending
+	"lean2_session_continued_run_completed", // a run started from carried state: upsert at its start, closes and completes
+	"lean2_session_tie_numbered",            // logout and click in one ms: lean and tie-numbering markers, continue-as-new
+	"lean2_session_tie_successor",           // the next run, closing "<key>/<start>-1"
+	"lean2_sink_flushed",                    // a sink's first run beside version-2 sessions
+	"lean2_sink_started_by_delivery",        // a sink run started by the local DeliverRecord's signal-with-start, flushed
+	"lean2_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
 }
 
 // TestReplay replays the recorded histories of replayCorpus against today's

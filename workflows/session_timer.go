@@ -14,9 +14,9 @@ import (
 // unit Temporal's server pays for, so the lean run (changeLean) aims once:
 //
 //   - it aims at the wall time W is expected to pass the deadline, from W as
-//     last known and W's pace, plus aimSlack for what that estimate leaves
-//     out (the clock read lags the task by the clock skew, W moves in the
-//     steps the ingesters publish);
+//     last known, moved at W's pace since it was read (version 2, wNow), plus
+//     aimSlack for what that estimate leaves out (the clock read lags the
+//     task by the clock skew, W moves in the steps the ingesters publish);
 //   - it aims past the events still buffered (ahead of W), at the close they
 //     lead to (session.Tracker.NextClose), not at each of them;
 //   - a batch that moves the deadline re-aims the timer in the batch's own
@@ -49,6 +49,9 @@ func (r *sessionRun) refreshClock() {
 		return
 	}
 	before := r.w
+	if c.Watermark >= r.w {
+		r.wAt = req.AsOfMs
+	}
 	r.w = max(r.w, c.Watermark)
 	if c.Rate > 0 {
 		r.rate = c.Rate
@@ -109,6 +112,23 @@ func (r *sessionRun) arm() {
 	r.timer = workflow.NewTimerWithOptions(r.ctx, wait, workflow.TimerOptions{Summary: summary})
 }
 
+// wNow is where a version-2 lean run expects W to be at the task's time:
+// W as last known, moved at its pace for the time since it was known. W
+// read by the ingester and carried by a batch is a reading of seconds ago
+// (the ingester's last clock read, then the batch's hold, queue and start
+// delay), and aiming from it would wake the run that much late. Older runs
+// aim from W as it was.
+func (r *sessionRun) wNow() int64 {
+	if !r.aimNow || r.wAt == 0 {
+		return r.w
+	}
+	since := workflow.Now(r.ctx).UnixMilli() - r.wAt
+	if since <= 0 {
+		return r.w
+	}
+	return r.w + int64(float64(since)*r.rate)
+}
+
 // armLean aims the timer once per deadline; see the top of this file.
 func (r *sessionRun) armLean() {
 	target, summary, ok := r.nextWake()
@@ -124,7 +144,7 @@ func (r *sessionRun) armLean() {
 	}
 	wait := r.p.maxWait()
 	if r.rate > 0 && r.w != session.NoWatermark {
-		wait = time.Duration(float64(target+1-r.w)/r.rate)*time.Millisecond + aimSlack
+		wait = time.Duration(float64(target+1-r.wNow())/r.rate)*time.Millisecond + aimSlack
 	}
 	// r.wait outlives only a timer that fired to a clock read that did not
 	// move W (refreshClock clears it, re-aiming clears it): back off.

@@ -64,8 +64,10 @@ type sessionRun struct {
 	signals int
 
 	// lean: this run takes the shape of changeLean (session_timer.go,
-	// session_close.go, session_visibility.go say what changes).
-	lean bool
+	// session_close.go, session_visibility.go say what changes); aimNow:
+	// its version 2, which aims from W as of the task (session_timer.go).
+	lean, aimNow bool
+	wAt          int64 // wall ms at which w was last known current; 0: unknown
 
 	late    []store.LateEvent
 	notices []workflow.Future // notification activities, awaited before the run ends
@@ -119,13 +121,16 @@ const changeTieIDs = "tie-numbered-session-ids"
 // at the close. Asked at the start of every run, so that a run is lean or
 // not from its first task to its last: a run open when the worker was
 // deployed finishes as it began, and a run that continues as new is lean.
+// Version 2 aims the timer from W as it has moved since it was read
+// (EventBatch.AsOfMs), with the same commands otherwise.
 const changeLean = "lean-sessions"
 
 func (r *sessionRun) run() (session.Record, error) {
 	if err := workflow.SetQueryHandler(r.ctx, QueryState, r.state); err != nil {
 		return session.Record{}, err
 	}
-	r.lean = workflow.GetVersion(r.ctx, changeLean, workflow.DefaultVersion, 1) >= 1
+	v := workflow.GetVersion(r.ctx, changeLean, workflow.DefaultVersion, 2)
+	r.lean, r.aimNow = v >= 1, v >= 2
 	events := workflow.GetSignalChannel(r.ctx, SignalEvents)
 	// ready: there is work to step before waiting. A continued run starts
 	// with its carried events and must arm its timer before any wait; a new
@@ -197,6 +202,13 @@ func (r *sessionRun) add(b EventBatch) {
 	}
 	// The sender's watermark is no later than any of its events, so it is
 	// safe to take it only after adding them.
+	if b.AsOfMs > 0 && b.Watermark >= r.w {
+		if b.Watermark > r.w {
+			r.wAt = b.AsOfMs
+		} else {
+			r.wAt = max(r.wAt, b.AsOfMs) // W stood still until then
+		}
+	}
 	r.w = max(r.w, b.Watermark)
 	if b.Rate > 0 {
 		r.rate = b.Rate

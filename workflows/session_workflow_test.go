@@ -220,6 +220,39 @@ func TestFirstTimerFromTheBatchPace(t *testing.T) {
 	}
 }
 
+// TestAimFromWAsItMovedSinceRead: a batch's watermark is the ingester's
+// reading of some time ago (held, queued, start-delayed); the run aims from
+// W as it has moved since, at its pace, and wakes once, when W passes the
+// deadline, not the reading's age later.
+func TestAimFromWAsItMovedSinceRead(t *testing.T) {
+	h := newHarness(t)
+	start := h.env.Now()
+	reads := 0
+	wAt := func(wall int64) int64 { return t0 - 10*mnt + wall - start.UnixMilli() } // W moves with wall time
+	h.clock = func(req ClockRequest) ClockState {
+		reads++
+		return ClockState{Watermark: wAt(req.AsOfMs), Rate: 1}
+	}
+	readAt := start.UnixMilli() - 5*mnt // the reading is five minutes old when the batch arrives
+	h.at(0, func() {
+		h.env.SignalWorkflow(SignalEvents, EventBatch{Events: []session.Event{ev(0, 1)}, Watermark: wAt(readAt), Rate: 1, AsOfMs: readAt})
+	})
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, func(p *Pipeline) {
+		p.MaxWait = 3 * time.Hour
+		p.Notify = Notify{SessionClosed: true}
+	}), Key: "u11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline t0+30m is 40 minutes of W ahead of W at the start.
+	if took := time.Duration(rec.ClosedAtMs-start.UnixMilli()) * time.Millisecond; took < 40*time.Minute || took > 40*time.Minute+3*time.Second {
+		t.Errorf("closed %v after the batch, want within 3 s of 40m (aimed from the old reading: 45m)", took)
+	}
+	if reads != 1 {
+		t.Errorf("%d clock reads, want 1", reads)
+	}
+}
+
 // TestOneWakeUpPerSession: batches that move the inactivity deadline
 // re-aim the timer in their own tasks, so the run wakes once, when W passes
 // the last deadline, instead of at each deadline it had on the way; and a

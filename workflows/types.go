@@ -87,4 +87,9 @@ type EventBatch struct {
 	// it, 0 if unknown. A new session arms its first timer with it instead
 	// of waiting MaxWait before it first looks at the clock.
 	Rate float64 `json:"rate,omitempty"`
+	// AsOfMs is the wall time (Unix ms) at which the sender read Watermark
+	// from the clock, 0 if Watermark is not that reading (a batch's earliest
+	// event caps it). A run aims its timer from W as it will have moved
+	// since (version 2 of changeLean), not from W as it was.
+	AsOfMs int64 `json:"as_of_ms,omitempty"`
 }
