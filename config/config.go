@@ -39,6 +39,12 @@ type Pipeline struct {
 	// it: it wins over the worker's --max-hold; absent or 0, the hold is
 	// ingest.DefaultMaxHold of the rules (a quarter of the gap, 1s..1m).
 	MaxHold time.Duration `yaml:"max_hold"`
+	// StartDelay is how long a new session waits for its first workflow
+	// task, gathering the batches of its first burst into it: it wins over
+	// the worker's --start-delay; 0 starts sessions at once; absent, it is
+	// ingest.DefaultStartDelay (twice the hold, within half the time to the
+	// first thing a session can have due).
+	StartDelay *time.Duration `yaml:"start_delay"`
 }
 
 // Rules override a profile's defaults. An absent or empty field keeps the
@@ -110,6 +116,9 @@ func Parse(data []byte) (*File, error) {
 		}
 		if p.MaxHold < 0 {
 			errs = append(errs, fmt.Errorf("pipeline %q: max_hold %v: want a positive duration, or 0 for the default", p.Name, p.MaxHold))
+		}
+		if p.StartDelay != nil && *p.StartDelay < 0 {
+			errs = append(errs, fmt.Errorf("pipeline %q: start_delay %v: want a positive duration, or 0 to start sessions at once", p.Name, *p.StartDelay))
 		}
 	}
 	return &f, errors.Join(errs...)
@@ -185,6 +194,16 @@ func (p Pipeline) Workflow() (workflows.Pipeline, error) {
 		Name: p.Name, Rules: r, Prefix: p.Output.Prefix, Buckets: p.Output.Buckets,
 		Sink: p.Output.Flush, Notify: p.Notify, MaxWait: p.MaxWait, Visibility: true,
 	}, nil
+}
+
+// Delay is the start delay the pipeline sets, given the worker's (nil:
+// unset): its own start_delay if set, else the worker's. nil leaves it to
+// ingest.DefaultStartDelay.
+func (p Pipeline) Delay(worker *time.Duration) *time.Duration {
+	if p.StartDelay != nil {
+		return p.StartDelay
+	}
+	return worker
 }
 
 // Hold is the ingester's max hold for the pipeline given the worker's

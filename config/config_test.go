@@ -129,3 +129,35 @@ func TestHold(t *testing.T) {
 		})
 	}
 }
+
+// A pipeline's start_delay wins over the worker's --start-delay, 0 included;
+// with neither it is left to the ingester (nil); a negative one is refused.
+func TestDelay(t *testing.T) {
+	dur := func(d time.Duration) *time.Duration { return &d }
+	for _, c := range []struct {
+		name, yaml string
+		worker     *time.Duration
+		want       *time.Duration
+	}{
+		{"neither", "", nil, nil},
+		{"worker's", "", dur(3 * time.Second), dur(3 * time.Second)},
+		{"pipeline's", ", start_delay: 10s", nil, dur(10 * time.Second)},
+		{"pipeline's over the worker's", ", start_delay: 10s", dur(3 * time.Second), dur(10 * time.Second)},
+		{"pipeline's 0: none", ", start_delay: 0s", dur(3 * time.Second), dur(0)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := Parse([]byte("pipelines:\n  - {name: a, profile: clickstream, topic: t" + c.yaml + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := f.Pipelines[0].Delay(c.worker)
+			if (got == nil) != (c.want == nil) || (got != nil && *got != *c.want) {
+				t.Errorf("Delay(%v) = %v, want %v", c.worker, got, c.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte("pipelines:\n  - {name: a, profile: clickstream, topic: t, start_delay: -1s}")); err == nil ||
+		!strings.Contains(err.Error(), "start_delay") {
+		t.Errorf("start_delay -1s: error %v; want one that names start_delay", err)
+	}
+}

@@ -177,6 +177,35 @@ func DefaultMaxHold(r session.Rules) time.Duration {
 	return min(max(r.Gap/4, MinDefaultMaxHold), MaxDefaultMaxHold)
 }
 
+// DefaultStartDelay is the start delay (TemporalSignaller.StartDelay) of a
+// pipeline that sets none: twice the hold, so that the first two or three
+// batches of a session's first burst reach its first workflow task instead
+// of one task each, but never more than half the shortest time from a
+// session's first event to anything due (its gap, break tolerance, expiry
+// warning or maximum duration), so that the task comes well before any
+// deadline. Without a gap it is 0: sessions start at once.
+func DefaultStartDelay(r session.Rules, hold time.Duration) time.Duration {
+	if r.Gap <= 0 {
+		return 0
+	}
+	due := r.Gap
+	for _, d := range []time.Duration{r.BreakTolerance, r.MaxDuration, r.MaxDuration - r.ExpiryWarning} {
+		if d > 0 {
+			due = min(due, d)
+		}
+	}
+	return min(2*hold, due/2)
+}
+
+// StartDelay is the start delay in effect for rules r and hold: set's if
+// set (0: none), else DefaultStartDelay.
+func StartDelay(set *time.Duration, r session.Rules, hold time.Duration) time.Duration {
+	if set != nil {
+		return max(*set, 0)
+	}
+	return DefaultStartDelay(r, hold)
+}
+
 // Hold is the hold in effect for rules r: MaxHold if set, else
 // DefaultMaxHold(r).
 func (l Limits) Hold(r session.Rules) time.Duration {

@@ -66,3 +66,35 @@ func TestDefaultMaxHold(t *testing.T) {
 		})
 	}
 }
+
+func TestStartDelay(t *testing.T) {
+	prod := func(p session.Profile) session.Rules {
+		r, err := session.Defaults(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	dur := func(d time.Duration) *time.Duration { return &d }
+	for _, tc := range []struct {
+		name  string
+		rules session.Rules
+		set   *time.Duration
+		want  time.Duration
+	}{
+		{"no gap: none", session.Rules{}, nil, 0},
+		{"production clickstream: twice the 1m hold", prod(session.Clickstream), nil, 2 * time.Minute},
+		{"production charging: twice the hold", prod(session.Charging), nil, 2 * time.Minute},
+		{"bench clickstream: half the gap", session.Rules{Gap: 30 * time.Second, MaxDuration: 2 * time.Minute}, nil, 15 * time.Second},
+		{"bench charging: half the break tolerance", session.Rules{Gap: 15 * time.Second, MaxDuration: 10 * time.Minute, BreakTolerance: 5 * time.Second}, nil, 2500 * time.Millisecond},
+		{"an expiry warning soon after the start", session.Rules{Gap: time.Hour, MaxDuration: 10 * time.Minute, ExpiryWarning: 8 * time.Minute}, nil, time.Minute},
+		{"set", prod(session.Clickstream), dur(5 * time.Second), 5 * time.Second},
+		{"set to 0: none", prod(session.Clickstream), dur(0), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := StartDelay(tc.set, tc.rules, DefaultMaxHold(tc.rules)); got != tc.want {
+				t.Errorf("StartDelay = %v, want %v (hold %v)", got, tc.want, DefaultMaxHold(tc.rules))
+			}
+		})
+	}
+}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -35,6 +38,14 @@ type TemporalSignaller struct {
 	Pipeline workflows.Pipeline
 	// TaskQueue of the workflows it starts; default workflows.TaskQueue.
 	TaskQueue string
+	// StartDelay, if above zero, is how long a session it starts waits for
+	// its first workflow task, so that the batches of the session's first
+	// burst arrive in one task (see DefaultStartDelay). 0 starts at once.
+	StartDelay time.Duration
+
+	mu      sync.Mutex
+	started map[string]time.Time // keys started within StartDelay
+	swept   time.Time
 }
 
 func (t *TemporalSignaller) taskQueue() string {
@@ -46,12 +57,28 @@ func (t *TemporalSignaller) taskQueue() string {
 
 // SignalEvents is SignalWithStart of workflows.SessionWorkflow on
 // "session/<pipeline>/<key>".
+//
+// With a StartDelay, a batch for a key it started less than StartDelay ago
+// is a plain signal: Temporal does not cut a start delay short for it, as
+// it does for a SignalWithStart, so every batch of the delay reaches the
+// session's first task. If that workflow is gone, it starts one.
 func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error {
 	id := workflows.SessionWorkflowID(t.Pipeline.Name, key)
+	if t.delaying(key) {
+		err := t.Client.SignalWorkflow(ctx, id, "", workflows.SignalEvents, b)
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			if err != nil {
+				return fmt.Errorf("signal %d events to %s: %w", len(b.Events), id, err)
+			}
+			return nil
+		}
+	}
 	opts := client.StartWorkflowOptions{
 		ID:            id,
 		TaskQueue:     t.taskQueue(),
 		StaticSummary: fmt.Sprintf("session of %s in pipeline %s", key, t.Pipeline.Name),
+		StartDelay:    t.StartDelay,
 	}
 	if t.Pipeline.Visibility {
 		// Findable in the UI, and listed as open, from the first signal on,
@@ -65,7 +92,38 @@ func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b work
 	if err != nil {
 		return fmt.Errorf("signal %d events to %s: %w", len(b.Events), id, err)
 	}
+	t.startedNow(key)
 	return nil
+}
+
+// delaying tells whether key was started less than StartDelay ago.
+func (t *TemporalSignaller) delaying(key string) bool {
+	if t.StartDelay <= 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.started[key]
+	return ok && time.Since(at) < t.StartDelay
+}
+
+// startedNow notes that key was started (or signalled with start) now, and
+// forgets, once per StartDelay, the keys whose delay is over.
+func (t *TemporalSignaller) startedNow(key string) {
+	if t.StartDelay <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if t.started == nil {
+		t.started, t.swept = make(map[string]time.Time), now
+	}
+	if now.Sub(t.swept) >= t.StartDelay {
+		maps.DeleteFunc(t.started, func(_ string, at time.Time) bool { return now.Sub(at) >= t.StartDelay })
+		t.swept = now
+	}
+	t.started[key] = now
 }
 
 // PublishMarks is SignalWithStart of workflows.ClockWorkflow on

@@ -140,6 +140,11 @@ func fetchSession(ctx context.Context, c client.Client, pipeline, key string, ti
 	switch info.GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		res, err := c.QueryWorkflow(ctx, id, v.RunID, workflows.QueryState)
+		var notReady *serviceerror.WorkflowNotReady
+		if errors.As(err, &notReady) && info.GetExecutionTime().AsTime().After(info.GetStartTime().AsTime()) {
+			return v, fmt.Errorf("%s has not run its first workflow task yet: its start delay gathers the session's first batches until %s; ask again then",
+				id, info.GetExecutionTime().AsTime().UTC().Format(time.RFC3339))
+		}
 		if err != nil {
 			return v, fmt.Errorf("query %q of %s: %w (is a worker polling task queue %q?)",
 				workflows.QueryState, id, err, info.GetTaskQueue())

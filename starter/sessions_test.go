@@ -217,6 +217,18 @@ func TestSessionsAgainstTemporal(t *testing.T) {
 			}
 		}
 	})
+	t.Run("show delayed", func(t *testing.T) {
+		// A session in its start delay has no first task to answer a query.
+		sig := &ingest.TemporalSignaller{Client: c, Pipeline: clicks, TaskQueue: workflows.TaskQueue, StartDelay: time.Hour}
+		e := session.Event{Time: t0, ID: 1}
+		if err := sig.SignalEvents(ctx, "user-d", workflows.EventBatch{Events: []session.Event{e}, Watermark: session.NoWatermark}); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := runSessionsCLI(t, "sessions", "show", "--pipeline", "clicks", "--key", "user-d")
+		if code != 1 || !strings.Contains(stderr, "session/clicks/user-d has not run its first workflow task yet: its start delay gathers") {
+			t.Errorf("exit %d, stderr %q; want exit 1 saying the start delay holds the first task", code, stderr)
+		}
+	})
 	t.Run("show missing", func(t *testing.T) {
 		code, _, stderr := runSessionsCLI(t, "sessions", "show", "--pipeline", "clicks", "--key", "nobody")
 		if code != 1 || !strings.Contains(stderr, `no such session: key "nobody" has no session workflow (session/clicks/nobody) in pipeline "clicks"`) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,7 @@ func main() {
 
 func newCommand() *cobra.Command {
 	var cfg workerapp.Config
+	var startDelay time.Duration // --start-delay, if given
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run Sessionflow's Temporal worker and Kafka ingesters",
@@ -56,6 +58,12 @@ secret from --s3-secret-key-file. Secrets are never logged.`,
 		SilenceErrors: true, // main prints them once
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("start-delay") {
+				if startDelay < 0 {
+					return fmt.Errorf("--start-delay %v: want a positive duration, or 0 to start sessions at once", startDelay)
+				}
+				cfg.StartDelay = &startDelay
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return workerapp.Run(ctx, cfg)
@@ -99,6 +107,8 @@ secret from --s3-secret-key-file. Secrets are never logged.`,
 	if err := f.MarkDeprecated("flush-interval", "use --max-hold"); err != nil {
 		panic(err) // the flag was defined just above
 	}
+	f.DurationVar(&startDelay, "start-delay", 0, "how long a new session waits for its first workflow task, so that its first batches arrive in one; "+
+		"0 starts sessions at once; a pipeline's start_delay wins over it (default twice the hold, within half the time to a session's first deadline)")
 	f.IntVar(&cfg.Limits.MaxInFlight, "max-in-flight", 0, withDefault("concurrent SignalWithStart calls per pipeline", ingest.DefaultMaxInFlight))
 	f.IntVar(&cfg.Limits.MaxUncommitted, "max-uncommitted", 0, withDefault("messages read but not committed per pipeline before reading pauses", ingest.DefaultMaxUncommitted))
 	f.DurationVar(&cfg.Limits.IdleAfter, "idle-after", 0, withDefault("a partition without on-time events for this long stops holding the watermark back", ingest.DefaultIdleAfter))

@@ -63,7 +63,9 @@ type options struct {
 	ceilingSignals  int
 
 	maxInFlight int
-	maxHold     time.Duration // 0: each pipeline's own (config.Pipeline.Hold, ingest.DefaultMaxHold)
+	maxHold     time.Duration  // 0: each pipeline's own (config.Pipeline.Hold, ingest.DefaultMaxHold)
+	startDelay  *time.Duration // --start-delay if given, as the worker's
+	dynConfig   dynamicConfig  // on top of devServerConfig, for both servers
 	wftPollers  int
 
 	openSessions int
@@ -131,6 +133,8 @@ Flags:
 	fs.IntVar(&o.maxInFlight, "max-in-flight", ingest.DefaultMaxInFlight, "ingest.Limits.MaxInFlight per pipeline (the ceiling runs at this times the 2 pipelines)")
 	fs.DurationVar(&o.maxHold, "max-hold", 0, "ingest.Limits.MaxHold: the longest an event waits in its key's batch (0: each pipeline's max_hold, else a quarter of its gap within 1s..1m, as the worker does)")
 	fs.DurationVar(&o.maxHold, "flush-interval", 0, "the old name of --max-hold")
+	fs.Var(&o.dynConfig, "dynamic-config", "a Temporal dynamic-config setting key=value (value in YAML: true, 4096) for both servers, on top of the benchmark's own; repeat for more")
+	startDelay := fs.Duration("start-delay", 0, "how long a new session waits for its first workflow task, gathering its first batches; 0 starts sessions at once (default: each pipeline's start_delay, else twice its hold within half the time to a session's first deadline, as the worker does)")
 	fs.IntVar(&o.wftPollers, "wft-pollers", workflows.DefaultWorkflowTaskPollers, "worker.Options.MaxConcurrentWorkflowTaskPollers of the in-process workers: the worker binary's --workflow-task-pollers default (0: the SDK's default of 2)")
 	fs.IntVar(&o.openSessions, "open-sessions", 10_000, "sessions opened at once, one event each, before the pipelines run (in a process of their own), to measure the worker's memory with that many open; 0 skips")
 	fs.BoolVar(&o.pipelines, "pipelines", true, "run the ceiling and the pipelines; false with --open-sessions measures only the open sessions")
@@ -140,6 +144,11 @@ Flags:
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "start-delay" {
+			o.startDelay = startDelay
+		}
+	})
 	for _, s := range strings.Split(*servers, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case serverTemporaltest, serverDev:
@@ -168,6 +177,8 @@ func (o options) validate() error {
 		return errors.New("--max-in-flight must be positive")
 	case o.maxHold < 0:
 		return errors.New("--max-hold must not be negative (0: each pipeline's default)")
+	case o.startDelay != nil && *o.startDelay < 0:
+		return errors.New("--start-delay must not be negative (0: none)")
 	case o.wftPollers < 0 || o.wftPollers == 1:
 		return errors.New("--wft-pollers: want 0 (the SDK default) or at least 2 (the SDK refuses 1)")
 	case o.openSessions < 0:

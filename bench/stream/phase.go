@@ -98,7 +98,7 @@ func (b *bench) run(ctx context.Context) (ServerResult, error) {
 // startServer starts this child's Temporal server and makes its bucket.
 func (b *bench) startServer(ctx context.Context, bucket string) (temporalServer, error) {
 	b.logger.Info("starting Temporal")
-	srv, err := startTemporal(ctx, b.name, b.o.bin, b.dir, quiet(b.logger, b.o.verbose))
+	srv, err := startTemporal(ctx, b.name, b.o.bin, b.dir, b.o.dynConfig, quiet(b.logger, b.o.verbose))
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +187,12 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 	return res, ph.smp.samples, ctx.Err()
 }
 
+// startDelay is the start delay of the pipeline's sessions given
+// --start-delay, by the worker's precedence.
+func (p *pipeline) startDelay(o options) time.Duration {
+	return ingest.StartDelay(p.cfg.Delay(o.startDelay), p.wf.Rules, p.hold(o.maxHold))
+}
+
 // hold is the max hold of the pipeline's ingester given --max-hold (0:
 // unset), by the worker's precedence, so that a plain run measures what a
 // deployment of the same pipelines gets.
@@ -208,7 +214,7 @@ func (b *bench) newPhase(c client.Client, brokers []string, bucket string) (*pha
 	met := ingest.NewMetrics(ph.reg)
 	logger := quiet(b.logger, b.o.verbose).With("component", "ingest")
 	for _, p := range b.pipelines {
-		sig := &countingSignaller{Signaller: &ingest.TemporalSignaller{Client: c, Pipeline: p.wf}}
+		sig := &countingSignaller{Signaller: &ingest.TemporalSignaller{Client: c, Pipeline: p.wf, StartDelay: p.startDelay(b.o)}}
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: p.wf, Topic: p.cfg.Topic, Brokers: brokers, Kafka: kcfg, GroupID: groupID(p.cfg.Name),
 			Temporal: sig, Late: &ingest.S3Late{S3: b.s3.client, Bucket: bucket}, Metrics: met, Logger: logger,

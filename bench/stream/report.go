@@ -47,8 +47,10 @@ type PipelineInfo struct {
 	Topic string `json:"topic"`
 	Rules string `json:"rules"`
 	Sink  string `json:"sink"`
-	// MaxHoldMs is the hold its ingester used.
-	MaxHoldMs int64 `json:"max_hold_ms"`
+	// MaxHoldMs is the hold its ingester used, StartDelayMs its sessions'
+	// start delay.
+	MaxHoldMs    int64 `json:"max_hold_ms"`
+	StartDelayMs int64 `json:"start_delay_ms"`
 }
 
 // Target is one of issue #7's targets judged for one server.
@@ -81,7 +83,7 @@ func newResults(o options, started time.Time, pipelines []pipeline) *Results {
 		hold := p.hold(o.maxHold)
 		r.Pipelines = append(r.Pipelines, PipelineInfo{Name: p.cfg.Name, Topic: p.cfg.Topic, Rules: describeRules(p),
 			Sink:      fmt.Sprintf("%d sinks, flush at %d records or %v", p.wf.Buckets, p.wf.Sink.MaxRecords, p.wf.Sink.MaxAge),
-			MaxHoldMs: hold.Milliseconds()})
+			MaxHoldMs: hold.Milliseconds(), StartDelayMs: p.startDelay(o).Milliseconds()})
 		r.Workload.FlushIntervalMs = max(r.Workload.FlushIntervalMs, hold.Milliseconds())
 	}
 	return r

@@ -79,7 +79,7 @@ type PipelineResult struct {
 	MaxBacklog    int64 `json:"max_worker_backlog"`
 	// KeptUp: when the generator stopped, the consumer lag was under 5 s of
 	// input plus each pipeline's max hold of it, and the worker backlog
-	// under 5 s of signals.
+	// under 5 s of signals plus the longest start delay of them.
 	KeptUp bool `json:"kept_up"`
 }
 
@@ -142,6 +142,17 @@ func lagAllowed(in summaryInput, res *PipelineResult) float64 {
 	return allowed
 }
 
+// backlogAllowed is the worker backlog of a pipeline that keeps up: 5 s of
+// its signals plus the longest start delay's worth, since the batches a new
+// session gathers in its delay are, to the count, signals not yet taken in.
+func backlogAllowed(in summaryInput, res *PipelineResult) float64 {
+	var delay time.Duration
+	for _, p := range in.pipelines {
+		delay = max(delay, p.startDelay(in.o))
+	}
+	return (5 + delay.Seconds()) * res.SignalsPerSec
+}
+
 func summarize(in summaryInput) *PipelineResult {
 	res := &PipelineResult{ParquetRows: in.rows, History: in.history, SharedIDs: in.sharedIDs,
 		DeadLetters: counterSum(in.reg, "sessionflow_ingest_invalid_total"),
@@ -168,9 +179,10 @@ func summarize(in summaryInput) *PipelineResult {
 		res.LagAtStop = s1.Lag
 		res.BacklogAtStop = s1.Signals - s1.Handled
 		// Kept up: neither Kafka nor the worker had more than 5 s of work
-		// queued when the input stopped, beyond what the ingesters hold on
-		// purpose (held events are uncommitted: a hold of traffic is lag).
-		res.KeptUp = float64(sum(s1.Lag)) <= lagAllowed(in, res) && float64(res.BacklogAtStop) <= 5*res.SignalsPerSec
+		// queued when the input stopped, beyond what is held on purpose
+		// (held events are uncommitted: a hold of traffic is lag; batches
+		// in a start delay are signals not yet taken in).
+		res.KeptUp = float64(sum(s1.Lag)) <= lagAllowed(in, res) && float64(res.BacklogAtStop) <= backlogAllowed(in, res)
 	}
 	if n := len(in.samples); n > 0 {
 		last := in.samples[n-1]

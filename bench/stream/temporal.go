@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/temporal"
 	"go.temporal.io/server/temporaltest"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sessionflow/sessionflow/internal/proc"
 	"github.com/sessionflow/sessionflow/workflows"
@@ -27,7 +30,7 @@ type temporalServer interface {
 	stop()
 }
 
-func startTemporal(ctx context.Context, name, bin, dir string, logger *slog.Logger) (temporalServer, error) {
+func startTemporal(ctx context.Context, name, bin, dir string, dc dynamicConfig, logger *slog.Logger) (temporalServer, error) {
 	sdkLogger := log.NewStructuredLogger(logger.With("component", "temporal-sdk"))
 	var (
 		s   temporalServer
@@ -35,9 +38,9 @@ func startTemporal(ctx context.Context, name, bin, dir string, logger *slog.Logg
 	)
 	switch name {
 	case serverTemporaltest:
-		s, err = startTemporaltest(sdkLogger)
+		s, err = startTemporaltest(dc.with(devServerConfig), sdkLogger)
 	case serverDev:
-		s, err = startDevServer(ctx, filepath.Join(bin, "temporal"), dir, sdkLogger)
+		s, err = startDevServer(ctx, filepath.Join(bin, "temporal"), dir, dc, sdkLogger)
 	default:
 		err = fmt.Errorf("unknown server %q", name)
 	}
@@ -93,14 +96,14 @@ var devServerConfig = dynamicconfig.StaticClient{
 // startTemporaltest runs temporaltest without a testing.T: it then panics
 // instead of failing a test, so the panic is turned back into an error. A
 // client logger is required, or it would log through the missing T.
-func startTemporaltest(logger log.Logger) (s *inMemory, err error) {
+func startTemporaltest(cfg dynamicconfig.StaticClient, logger log.Logger) (s *inMemory, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("temporaltest: %v", r)
 		}
 	}()
 	ts := temporaltest.NewServer(temporaltest.WithBaseClientOptions(client.Options{Logger: logger}),
-		temporaltest.WithBaseServerOptions(temporal.WithDynamicConfigClient(devServerConfig)))
+		temporaltest.WithBaseServerOptions(temporal.WithDynamicConfigClient(cfg)))
 	return &inMemory{ts: ts, c: ts.GetDefaultClient()}, nil
 }
 
@@ -123,8 +126,8 @@ type devServer struct {
 	c       client.Client
 }
 
-func startDevServer(ctx context.Context, bin, dir string, logger log.Logger) (*devServer, error) {
-	d, err := proc.DevServer{Bin: bin, DBFile: filepath.Join(dir, "temporal.db")}.WithFreePorts()
+func startDevServer(ctx context.Context, bin, dir string, dc dynamicConfig, logger log.Logger) (*devServer, error) {
+	d, err := proc.DevServer{Bin: bin, DBFile: filepath.Join(dir, "temporal.db"), DynamicConfig: dc}.WithFreePorts()
 	if err != nil {
 		return nil, err
 	}
@@ -144,4 +147,35 @@ func (s *devServer) pid() int              { return s.process.Pid() }
 func (s *devServer) stop() {
 	s.c.Close()
 	s.process.Stop(proc.Grace)
+}
+
+// dynamicConfig is --dynamic-config: Temporal dynamic-config settings by
+// key, each given as key=value with a YAML value.
+type dynamicConfig map[string]any
+
+func (d *dynamicConfig) String() string { return fmt.Sprint(map[string]any(*d)) }
+
+func (d *dynamicConfig) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q: want key=value", s)
+	}
+	var val any
+	if err := yaml.Unmarshal([]byte(v), &val); err != nil {
+		return fmt.Errorf("%q: value: %w", s, err)
+	}
+	if *d == nil {
+		*d = dynamicConfig{}
+	}
+	(*d)[k] = val
+	return nil
+}
+
+// with is base with d on top.
+func (d dynamicConfig) with(base dynamicconfig.StaticClient) dynamicconfig.StaticClient {
+	out := maps.Clone(base)
+	for k, v := range d {
+		out[dynamicconfig.MakeKey(k)] = v
+	}
+	return out
 }

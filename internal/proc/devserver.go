@@ -2,6 +2,10 @@ package proc
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -24,6 +28,9 @@ type DevServer struct {
 	// HTTPPort and MetricsPort are the HTTP API's and /metrics' ports;
 	// empty leaves them to the CLI's defaults.
 	HTTPPort, MetricsPort string
+	// DynamicConfig is set on top of the CLI's own dynamic config, a
+	// --dynamic-config-value each (values as JSON).
+	DynamicConfig map[string]any
 }
 
 // WithFreePorts is d with a free loopback port for each of Addr, HTTPPort
@@ -49,6 +56,13 @@ func (d DevServer) Args() []string {
 	}
 	if d.MetricsPort != "" {
 		args = append(args, "--metrics-port", d.MetricsPort)
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.DynamicConfig)) {
+		v, err := json.Marshal(d.DynamicConfig[k])
+		if err != nil {
+			v = fmt.Appendf(nil, "%q", fmt.Sprint(d.DynamicConfig[k]))
+		}
+		args = append(args, "--dynamic-config-value", k+"="+string(v))
 	}
 	args = append(args, "--log-level", "warn")
 	return append(args, StorageArgs(d.DBFile)...)

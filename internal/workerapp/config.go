@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sessionflow/sessionflow/ingest"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	SASLPasswordFile string
 	// Limits bound each ingester; zero fields take ingest's defaults.
 	Limits ingest.Limits
+	// StartDelay is --start-delay: nil leaves each pipeline's to its
+	// start_delay, else ingest.DefaultStartDelay.
+	StartDelay *time.Duration
 
 	// Logger receives the process's logs, the Temporal SDK's included;
 	// nil logs JSON lines to stderr.

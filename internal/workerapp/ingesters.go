@@ -35,16 +35,17 @@ func newIngesters(cfg Config, pipelines *config.File, c client.Client, acts *act
 			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
 		}
 		lim := pipelineLimits(cfg.Limits, p)
+		delay := ingest.StartDelay(p.Delay(cfg.StartDelay), wp.Rules, lim.Hold(wp.Rules))
 		ing, err := ingest.New(ingest.Config{
 			Pipeline: wp, Topic: p.Topic, Brokers: brokers, Kafka: kcfg,
-			Temporal: &ingest.TemporalSignaller{Client: c, Pipeline: wp, TaskQueue: cfg.TaskQueue},
+			Temporal: &ingest.TemporalSignaller{Client: c, Pipeline: wp, TaskQueue: cfg.TaskQueue, StartDelay: delay},
 			Late:     &ingest.S3Late{S3: acts.S3, Bucket: acts.Bucket},
 			Metrics:  met, Logger: logger, Limits: lim,
 		})
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("ingesting", "pipeline", p.Name, "topic", p.Topic, "max_hold", lim.Hold(wp.Rules))
+		logger.Info("ingesting", "pipeline", p.Name, "topic", p.Topic, "max_hold", lim.Hold(wp.Rules), "start_delay", delay)
 		out = append(out, ing)
 	}
 	if len(out) == 0 {
