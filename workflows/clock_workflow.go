@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -58,6 +59,9 @@ type Reading struct {
 	Watermark  int64 `json:"watermark"`
 	EndOfInput bool  `json:"end_of_input,omitempty"`
 }
+
+// rateWindowMs is about how much wall time Rate averages W's pace over.
+const rateWindowMs = 20_000
 
 // How much of W's past the clock keeps for AsOf: the last 10 s, at most 128
 // readings, and always the newest reading before them.
@@ -151,11 +155,18 @@ func (s *ClockState) Apply(u WatermarkUpdate, lateness, nowMs int64) {
 		return
 	}
 	if s.Watermark != session.NoWatermark && nowMs > s.WallMs {
-		rate := float64(w-s.Watermark) / float64(nowMs-s.WallMs)
+		dt := float64(nowMs - s.WallMs)
+		rate := float64(w-s.Watermark) / dt
 		if s.Rate == 0 {
 			s.Rate = rate
 		} else {
-			s.Rate = 0.7*s.Rate + 0.3*rate
+			// Each step weighs by the wall time it spans, averaging over
+			// about rateWindowMs: W moves in steps (a held batch caps it,
+			// its commit releases it), and a pace from the last step alone
+			// swings between a fraction and several times the true one,
+			// which aims the sessions' timers that much late or early.
+			a := 1 - math.Exp(-dt/rateWindowMs)
+			s.Rate = (1-a)*s.Rate + a*rate
 		}
 	}
 	s.Watermark, s.WallMs = w, nowMs

@@ -154,3 +154,27 @@ func TestClockForgetsOldReadings(t *testing.T) {
 		t.Errorf("AsOf before every kept reading = %d, want no watermark", got)
 	}
 }
+
+// TestClockRateAveragesSteps: W that stands still for 7 s and then catches
+// up 7 s in one (a held batch, then its commit) moves at the wall's pace,
+// and Rate says so after the first steps, never a fraction or a multiple.
+func TestClockRateAveragesSteps(t *testing.T) {
+	s := ClockState{Watermark: session.NoWatermark}
+	const l = int64(5000)
+	wall, mark := int64(0), t0
+	s.Apply(WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: mark}}}, l, wall)
+	for i := range 40 {
+		// 7 s with W barely moving (100 ms a second), then the jump.
+		for range 7 {
+			wall += 1000
+			mark += 100
+			s.Apply(WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: mark}}}, l, wall)
+		}
+		wall += 1000
+		mark += 8000 - 700
+		s.Apply(WatermarkUpdate{Marks: []PartitionMark{{Partition: "c/0", MaxTime: mark}}}, l, wall)
+		if i >= 4 && (s.Rate < 0.6 || s.Rate > 1.6) {
+			t.Fatalf("step %d: rate %.2f; want about 1, the pace W keeps over its steps", i, s.Rate)
+		}
+	}
+}
