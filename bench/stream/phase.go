@@ -173,10 +173,14 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 	hctx, cancel := context.WithTimeout(ctx, historyBudget)
 	hist, histErr := countHistory(hctx, srv.client(), srv.namespace())
 	cancel()
-	res := summarize(summaryInput{
+	in := summaryInput{
 		o: b.o, pipelines: b.pipelines, samples: ph.smp.samples, start: ph.smp.start, stoppedAt: stoppedAt,
 		closes: closes, sharedIDs: pr.closes.sharedIDs(), clock: pr.clock, breaks: ph.gen.breaks, history: hist, rows: b.parquetRows(ctx, bucket), reg: ph.reg,
-	})
+	}
+	res := summarize(in)
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	logSlowest(lctx, srv.client(), srv.namespace(), in, slowestLogged, b.logger)
+	cancel()
 	res.ClockQuery, res.ClockQueryFailed = dist(ph.smp.clockQueries), ph.smp.clockFailed
 	if histErr != nil {
 		// The other figures stand; the history ones are marked missing.
@@ -186,6 +190,10 @@ func (b *bench) runPipelines(ctx context.Context, srv temporalServer, bucket str
 	}
 	return res, ph.smp.samples, ctx.Err()
 }
+
+// slowestLogged is how many of the slowest closes a run logs with their
+// histories.
+const slowestLogged = 5
 
 // startDelay is the start delay of the pipeline's sessions given
 // --start-delay, by the worker's precedence.

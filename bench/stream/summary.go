@@ -239,15 +239,50 @@ func (res *PipelineResult) memory(samples []Sample) {
 	}
 }
 
-// latencies times every closed session whose deadline the watermark passed
-// within the window, per pipeline and for all together.
-func latencies(in summaryInput) map[string]LatencyStats {
+// Why a close in the window is not timed.
+const (
+	whyNoDeadline = "no deadline"
+	whyNotPassed  = "not passed"
+)
+
+// timedOrNot walks the closes of the window (closed after the warm-up):
+// timed gets those whose deadline the watermark passed within the window,
+// with the instant it did (ms); untimed those whose deadline is unknown or
+// was not seen passed, with why.
+func timedOrNot(in summaryInput, untimed func(closed, string), timed func(closed, int64)) {
 	rules := map[string]session.Rules{}
 	for _, p := range in.pipelines {
 		rules[p.wf.Name] = p.wf.Rules
 	}
 	from := in.start.Add(in.o.warmup).UnixMilli()
 	to := in.stoppedAt.UnixMilli()
+	for _, c := range in.closes {
+		r, ok := rules[c.rec.Pipeline]
+		if !ok || c.rec.ClosedAtMs < from {
+			continue
+		}
+		d, ok := deadline(c.rec, r, in.breaks.after)
+		if !ok {
+			untimed(c, whyNoDeadline)
+			continue
+		}
+		at, ok := in.clock.passed(c.rec.Pipeline, d)
+		if !ok {
+			untimed(c, whyNotPassed)
+			continue
+		}
+		if at >= from && at <= to {
+			timed(c, at)
+		}
+	}
+}
+
+// timed is timedOrNot's timed closes.
+func timed(in summaryInput, f func(closed, int64)) { timedOrNot(in, func(closed, string) {}, f) }
+
+// latencies times every closed session whose deadline the watermark passed
+// within the window, per pipeline and for all together.
+func latencies(in summaryInput) map[string]LatencyStats {
 	type samples struct {
 		st                 LatencyStats
 		close, pq, webhook []float64
@@ -259,25 +294,16 @@ func latencies(in summaryInput) map[string]LatencyStats {
 		}
 		return acc[name]
 	}
-	for _, c := range in.closes {
-		r, ok := rules[c.rec.Pipeline]
-		if !ok || c.rec.ClosedAtMs < from {
-			continue
-		}
+	timedOrNot(in, func(c closed, why string) {
+		each([]*samples{get(c.rec.Pipeline), get("all")}, func(s *samples) {
+			if why == whyNoDeadline {
+				s.st.NoDeadline++
+			} else {
+				s.st.NotPassed++
+			}
+		})
+	}, func(c closed, at int64) {
 		groups := []*samples{get(c.rec.Pipeline), get("all")}
-		d, ok := deadline(c.rec, r, in.breaks.after)
-		if !ok {
-			each(groups, func(s *samples) { s.st.NoDeadline++ })
-			continue
-		}
-		at, ok := in.clock.passed(c.rec.Pipeline, d)
-		if !ok {
-			each(groups, func(s *samples) { s.st.NotPassed++ })
-			continue
-		}
-		if at < from || at > to {
-			continue
-		}
 		each(groups, func(s *samples) {
 			s.st.Sessions++
 			s.close = append(s.close, seconds(c.rec.ClosedAtMs-at))
@@ -292,7 +318,7 @@ func latencies(in summaryInput) map[string]LatencyStats {
 				s.webhook = append(s.webhook, seconds(c.notified.UnixMilli()-at))
 			}
 		})
-	}
+	})
 	out := map[string]LatencyStats{}
 	for name, s := range acc {
 		s.st.ToClose, s.st.ToParquet, s.st.ToWebhook = dist(s.close), dist(s.pq), dist(s.webhook)
