@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,10 +62,13 @@ func (t *TemporalSignaller) taskQueue() string {
 // With a StartDelay, a batch for a key it started less than StartDelay ago
 // is a plain signal: Temporal does not cut a start delay short for it, as
 // it does for a SignalWithStart, so every batch of the delay reaches the
-// session's first task. If that workflow is gone, it starts one.
+// session's first task. If that workflow is gone, it starts one. A batch
+// with an end marker is the exception: its session may close as soon as W
+// passes the marker, so it starts without a delay, or cuts one short.
 func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b workflows.EventBatch) error {
 	id := workflows.SessionWorkflowID(t.Pipeline.Name, key)
-	if t.delaying(key) {
+	ends := slices.ContainsFunc(b.Events, func(e session.Event) bool { return e.Flags&session.FlagEnd != 0 })
+	if !ends && t.delaying(key) {
 		err := t.Client.SignalWorkflow(ctx, id, "", workflows.SignalEvents, b)
 		var notFound *serviceerror.NotFound
 		if !errors.As(err, &notFound) {
@@ -78,7 +82,9 @@ func (t *TemporalSignaller) SignalEvents(ctx context.Context, key string, b work
 		ID:            id,
 		TaskQueue:     t.taskQueue(),
 		StaticSummary: fmt.Sprintf("session of %s in pipeline %s", key, t.Pipeline.Name),
-		StartDelay:    t.StartDelay,
+	}
+	if !ends {
+		opts.StartDelay = t.StartDelay
 	}
 	if t.Pipeline.Visibility {
 		// Findable in the UI, and listed as open, from the first signal on,

@@ -18,8 +18,10 @@ import (
 // TestStartDelayGathersFirstBatches: with a start delay, the batches of a
 // session's first burst wait in its history for one first workflow task;
 // without one, or with a SignalWithStart per batch (which cuts a start
-// delay short), the first batch schedules a task of its own. A batch for a
-// session that went away within the delay starts a new one.
+// delay short), the first batch schedules a task of its own. A batch with
+// an end marker starts the session's task at once: it may close as soon as
+// W passes the marker. A batch for a session that went away within the
+// delay starts a new one.
 func TestStartDelayGathersFirstBatches(t *testing.T) {
 	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})))
 	ts := temporaltest.NewServer(temporaltest.WithT(t), temporaltest.WithBaseClientOptions(client.Options{Logger: quiet}))
@@ -49,16 +51,23 @@ func TestStartDelayGathersFirstBatches(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		delay     time.Duration
+		endsAt    int64 // the batch with an end marker, -1 for none
 		wantTasks int
 	}{
-		{"no delay", 0, 1},
-		{"delay", time.Minute, 0},
+		{"no delay", 0, -1, 1},
+		{"delay", time.Minute, -1, 0},
+		{"delay cut short by an end marker", time.Minute, 1, 1},
+		{"no delay for a first batch with an end marker", time.Minute, 0, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := &TemporalSignaller{Client: ts.GetDefaultClient(), Pipeline: p, StartDelay: c.delay}
 			key := "k-" + c.name
 			for i := range int64(3) {
-				if err := s.SignalEvents(ctx, key, batch(i)); err != nil {
+				b := batch(i)
+				if i == c.endsAt {
+					b.Events[0].Flags = session.FlagEnd
+				}
+				if err := s.SignalEvents(ctx, key, b); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -17,8 +18,8 @@ import (
 
 // slowClose is a timed session close: when W passed its deadline (ms).
 type slowClose struct {
-	rec    session.Record
-	passed int64
+	rec              session.Record
+	deadline, passed int64
 }
 
 // logSlowest logs the n closes that came longest after W passed their
@@ -26,7 +27,7 @@ type slowClose struct {
 // moment: what a p99 is made of. A run not found is logged as such.
 func logSlowest(ctx context.Context, c client.Client, namespace string, in summaryInput, n int, logger *slog.Logger) {
 	var all []slowClose
-	timed(in, func(c closed, at int64) { all = append(all, slowClose{c.rec, at}) })
+	timed(in, func(c closed, deadline, at int64) { all = append(all, slowClose{c.rec, deadline, at}) })
 	slices.SortFunc(all, func(a, b slowClose) int {
 		return int((b.rec.ClosedAtMs - b.passed) - (a.rec.ClosedAtMs - a.passed))
 	})
@@ -59,6 +60,14 @@ func timeline(ctx context.Context, c client.Client, namespace, id string, s slow
 			fmt.Fprintf(&b, "%+.1f %s", seconds(e.GetEventTime().AsTime().UnixMilli()-s.passed), eventKey(e.GetEventType()))
 			if a := e.GetTimerStartedEventAttributes(); a != nil {
 				fmt.Fprintf(&b, "(%.1fs)", a.GetStartToFireTimeout().AsDuration().Seconds())
+			}
+			if a := e.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalEvents {
+				var batch workflows.EventBatch
+				if p := a.GetInput().GetPayloads(); len(p) == 1 && json.Unmarshal(p[0].GetData(), &batch) == nil {
+					// W against the deadline, the pace, and how old the reading was.
+					fmt.Fprintf(&b, "(%d events, W %+.1fs of the deadline, rate %.2f, read %.1fs before)", len(batch.Events),
+						seconds(batch.Watermark-s.deadline), batch.Rate, seconds(e.GetEventTime().AsTime().UnixMilli()-batch.AsOfMs))
+				}
 			}
 			b.WriteString("; ")
 		})

@@ -247,9 +247,9 @@ const (
 
 // timedOrNot walks the closes of the window (closed after the warm-up):
 // timed gets those whose deadline the watermark passed within the window,
-// with the instant it did (ms); untimed those whose deadline is unknown or
+// with the deadline and the instant W passed it (ms); untimed those whose deadline is unknown or
 // was not seen passed, with why.
-func timedOrNot(in summaryInput, untimed func(closed, string), timed func(closed, int64)) {
+func timedOrNot(in summaryInput, untimed func(closed, string), timed func(c closed, deadline, at int64)) {
 	rules := map[string]session.Rules{}
 	for _, p := range in.pipelines {
 		rules[p.wf.Name] = p.wf.Rules
@@ -272,13 +272,15 @@ func timedOrNot(in summaryInput, untimed func(closed, string), timed func(closed
 			continue
 		}
 		if at >= from && at <= to {
-			timed(c, at)
+			timed(c, d, at)
 		}
 	}
 }
 
 // timed is timedOrNot's timed closes.
-func timed(in summaryInput, f func(closed, int64)) { timedOrNot(in, func(closed, string) {}, f) }
+func timed(in summaryInput, f func(c closed, deadline, at int64)) {
+	timedOrNot(in, func(closed, string) {}, f)
+}
 
 // latencies times every closed session whose deadline the watermark passed
 // within the window, per pipeline and for all together.
@@ -302,7 +304,7 @@ func latencies(in summaryInput) map[string]LatencyStats {
 				s.st.NotPassed++
 			}
 		})
-	}, func(c closed, at int64) {
+	}, func(c closed, _, at int64) {
 		groups := []*samples{get(c.rec.Pipeline), get("all")}
 		each(groups, func(s *samples) {
 			s.st.Sessions++
