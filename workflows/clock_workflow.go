@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"time"
 
@@ -44,7 +43,9 @@ type ClockState struct {
 	WallMs int64 `json:"wall_ms"`
 	// Rate is how fast W advances, in event-time ms per wall ms (smoothed):
 	// sessions use it to guess when W will pass their deadline.
-	Rate       float64         `json:"rate"`
+	Rate float64 `json:"rate"`
+	// RateSpanMs is the wall time Rate averages, up to rateWindowMs.
+	RateSpanMs int64           `json:"rate_span_ms,omitempty"`
 	EndOfInput bool            `json:"end_of_input,omitempty"`
 	Marks      []PartitionMark `json:"marks,omitempty"` // sorted by partition
 	// Recent is W over the last seconds, oldest first, each with the clock's
@@ -60,8 +61,10 @@ type Reading struct {
 	EndOfInput bool  `json:"end_of_input,omitempty"`
 }
 
-// rateWindowMs is about how much wall time Rate averages W's pace over.
-const rateWindowMs = 20_000
+// rateWindowMs is about how much wall time Rate averages W's pace over:
+// longer than the swings of W's lag behind the wall under held batches
+// (tens of seconds), which a session's aim must not take for a new pace.
+const rateWindowMs = 60_000
 
 // How much of W's past the clock keeps for AsOf: the last 10 s, at most 128
 // readings, and always the newest reading before them.
@@ -155,19 +158,17 @@ func (s *ClockState) Apply(u WatermarkUpdate, lateness, nowMs int64) {
 		return
 	}
 	if s.Watermark != session.NoWatermark && nowMs > s.WallMs {
-		dt := float64(nowMs - s.WallMs)
-		rate := float64(w-s.Watermark) / dt
-		if s.Rate == 0 {
-			s.Rate = rate
-		} else {
-			// Each step weighs by the wall time it spans, averaging over
-			// about rateWindowMs: W moves in steps (a held batch caps it,
-			// its commit releases it), and a pace from the last step alone
-			// swings between a fraction and several times the true one,
-			// which aims the sessions' timers that much late or early.
-			a := 1 - math.Exp(-dt/rateWindowMs)
-			s.Rate = (1-a)*s.Rate + a*rate
-		}
+		// Each step weighs by the wall time it spans: the mean pace over
+		// the clock's first rateWindowMs, then over about the last one. W
+		// moves in steps (a held batch caps it, its commit releases it),
+		// and the pace of the last step alone swings between a fraction
+		// and several times the true one, which aims the sessions' timers
+		// that much late or early.
+		dt := nowMs - s.WallMs
+		rate := float64(w-s.Watermark) / float64(dt)
+		s.RateSpanMs = min(s.RateSpanMs+dt, rateWindowMs)
+		a := float64(dt) / float64(s.RateSpanMs)
+		s.Rate = (1-a)*s.Rate + a*rate
 	}
 	s.Watermark, s.WallMs = w, nowMs
 }

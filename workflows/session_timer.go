@@ -113,12 +113,12 @@ func (r *sessionRun) arm() {
 }
 
 // wNow is where a version-2 lean run expects W to be at the task's time:
-// W as last known, moved at its pace for the time since it was known. W
+// W as last known, moved at its pace (rate) for the time since it was known. W
 // read by the ingester and carried by a batch is a reading of seconds ago
 // (the ingester's last clock read, then the batch's hold, queue and start
 // delay), and aiming from it would wake the run that much late. Older runs
 // aim from W as it was.
-func (r *sessionRun) wNow() int64 {
+func (r *sessionRun) wNow(rate float64) int64 {
 	if !r.aimNow || r.wAt == 0 {
 		return r.w
 	}
@@ -126,7 +126,7 @@ func (r *sessionRun) wNow() int64 {
 	if since <= 0 {
 		return r.w
 	}
-	return r.w + int64(float64(since)*r.rate)
+	return r.w + int64(float64(since)*rate)
 }
 
 // armLean aims the timer once per deadline; see the top of this file.
@@ -143,8 +143,15 @@ func (r *sessionRun) armLean() {
 		return
 	}
 	wait := r.p.maxWait()
-	if r.rate > 0 && r.w != session.NoWatermark {
-		wait = time.Duration(float64(target+1-r.wNow())/r.rate)*time.Millisecond + aimSlack
+	rate := r.rate
+	if rate <= 0 && r.aimNow {
+		// Pace unknown yet (a clock too young to have one): live, W keeps
+		// the wall's. Faster (a backlog), the wait is still no longer than
+		// max_wait; slower, the wake-up reads the clock and its pace.
+		rate = 1
+	}
+	if rate > 0 && r.w != session.NoWatermark {
+		wait = time.Duration(float64(target+1-r.wNow(rate))/rate)*time.Millisecond + aimSlack
 	}
 	// r.wait outlives only a timer that fired to a clock read that did not
 	// move W (refreshClock clears it, re-aiming clears it): back off.

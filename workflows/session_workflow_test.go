@@ -220,6 +220,26 @@ func TestFirstTimerFromTheBatchPace(t *testing.T) {
 	}
 }
 
+// TestFirstTimerWithoutAPace: a batch from a clock too young to know its
+// pace; the run aims as if W kept the wall's pace, not at max_wait.
+func TestFirstTimerWithoutAPace(t *testing.T) {
+	h := newHarness(t)
+	start := h.env.Now()
+	h.clock = func(req ClockRequest) ClockState {
+		return ClockState{Watermark: t0 - 10*mnt + req.AsOfMs - start.UnixMilli(), Rate: 1}
+	}
+	h.at(0, func() {
+		h.env.SignalWorkflow(SignalEvents, EventBatch{Events: []session.Event{ev(0, 1)}, Watermark: t0 - 10*mnt})
+	})
+	rec, err := h.run(SessionInput{Pipeline: pipeline(t, session.Clickstream, func(p *Pipeline) { p.MaxWait = 3 * time.Hour }), Key: "u13"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Duration(rec.ClosedAtMs-start.UnixMilli()) * time.Millisecond; took < 40*time.Minute || took > 41*time.Minute {
+		t.Errorf("closed %v after the first batch, want just after 40m (MaxWait is 3h)", took)
+	}
+}
+
 // TestAimFromWAsItMovedSinceRead: a batch's watermark is the ingester's
 // reading of some time ago (held, queued, start-delayed); the run aims from
 // W as it has moved since, at its pace, and wakes once, when W passes the
