@@ -24,7 +24,9 @@ import (
 //     a stale timer wake the run early;
 //   - a wake-up that finds W short because the estimate was early re-arms
 //     once, aimed from the fresh reading; only a W that did not move at all
-//     since the last look backs off, doubling up to the pipeline's max_wait.
+//     since the last look backs off, doubling up to the pipeline's max_wait
+//     (version 2: from the second such wake-up in a row, since W stands
+//     still for seconds at a time under held batches).
 //
 // Runs recorded before changeLean keep the earlier rule: keep the timer
 // that runs, and double the wait after every early wake-up.
@@ -58,7 +60,9 @@ func (r *sessionRun) refreshClock() {
 	}
 	r.final = c.EndOfInput
 	if r.w > before {
-		r.wait = 0 // W moves: no back-off
+		r.wait, r.stalls = 0, 0 // W moves: no back-off
+	} else {
+		r.stalls++
 	}
 }
 
@@ -154,8 +158,11 @@ func (r *sessionRun) armLean() {
 		wait = time.Duration(float64(target+1-r.wNow(rate))/rate)*time.Millisecond + aimSlack
 	}
 	// r.wait outlives only a timer that fired to a clock read that did not
-	// move W (refreshClock clears it, re-aiming clears it): back off.
-	if r.wait > 0 {
+	// move W (refreshClock clears it, re-aiming clears it): back off. W
+	// stands still for seconds at a time under held batches, so a version-2
+	// run backs off only from the second such wake-up in a row; the first
+	// re-arms for what is left.
+	if r.wait > 0 && (!r.aimNow || r.stalls >= 2) {
 		wait = max(wait, 2*r.wait)
 	}
 	wait = min(max(wait, minWait), r.p.maxWait())

@@ -68,6 +68,7 @@ type sessionRun struct {
 	// its version 2, which aims from W as of the task (session_timer.go).
 	lean, aimNow bool
 	wAt          int64 // wall ms at which w was last known current; 0: unknown
+	stalls       int   // wake-ups in a row whose clock read found W where it was
 
 	late    []store.LateEvent
 	notices []workflow.Future // notification activities, awaited before the run ends
