@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,7 @@ import (
 func sessionizeCmd() *cobra.Command {
 	var (
 		in, out, format, pipeline string
+		cpuProfile                string
 		strict                    bool
 		workers                   int
 	)
@@ -56,6 +58,7 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "pipeline name written into the records")
 	cmd.Flags().BoolVar(&strict, "strict", false, "stop with an error at the first invalid line")
 	cmd.Flags().IntVar(&workers, "workers", 0, "decoding goroutines (default: one per CPU)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		rules, err := rf.Rules()
 		if err != nil {
@@ -67,9 +70,30 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		defer stop()
 		std := stdio{in: cmd.InOrStdin(), out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+		if cpuProfile != "" {
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		return sessionize(ctx, std, rules, in, out, format, pipeline, strict, workers)
 	}
 	return cmd
+}
+
+// startCPUProfile profiles the process into name until the returned
+// function is called.
+func startCPUProfile(name string) (func(), error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // stdio are the command's standard streams, replaceable in tests.
