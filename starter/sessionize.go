@@ -196,17 +196,6 @@ func openOutput(name string, stdout io.Writer) (*bufio.Writer, func() error, err
 	return w, func() error { return errors.Join(w.Flush(), f.Close()) }, nil
 }
 
-func writeJSON(w io.Writer, records []session.Record) error {
-	var line []byte
-	for i := range records {
-		line = append(records[i].AppendJSON(line[:0]), '\n')
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func writeTable(w io.Writer, profile session.Profile, records []session.Record) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := "KEY\tSTART (UTC)\tEND (UTC)\tDURATION\tEVENTS\tCLOSE REASON"
