@@ -265,7 +265,7 @@ func gatherSorted(parts []partResult, workers int) []Record {
 func (t *Tracker) run(dst []Record, key string, events []Event, maxTime int64) []Record {
 	t.key, t.pending, t.w, t.open = key, events, NoWatermark, false
 	t.last = SessionStart{Start: NoWatermark}
-	clear(t.seen)
+	t.seen.clear()
 	t.seenAt = 0
 	t.sorted = slices.IsSortedFunc(events, compareEvents)
 	t.closed = dst // Finish closes onto it and hands it back
