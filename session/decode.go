@@ -72,6 +72,9 @@ type value struct {
 	t    fastjson.Type
 	text []byte
 	ok   bool // the field is present
+	// ascii says a string's text is all ASCII, so valid UTF-8 (scan only:
+	// false where not known).
+	ascii bool
 }
 
 // NewDecoder returns a decoder for the rules' fields.
@@ -165,7 +168,7 @@ func (d *Decoder) event(vals *[numFields]value) (key []byte, e Event, page int32
 	if len(key) == 0 {
 		return nil, e, 0, fmt.Errorf("%w: field %q is empty", ErrMissingKey, d.rules.KeyField)
 	}
-	if !utf8.Valid(key) {
+	if !kv.ascii && !utf8.Valid(key) {
 		return nil, e, 0, fmt.Errorf("%w: field %q is not valid UTF-8", ErrMissingKey, d.rules.KeyField)
 	}
 	if e.Time, err = d.eventTime(vals[fieldTime]); err != nil {
@@ -176,7 +179,7 @@ func (d *Decoder) event(vals *[numFields]value) (key []byte, e Event, page int32
 		e.ID = identity(iv)
 	}
 	if pv := vals[fieldPage]; pv.ok && pv.t == fastjson.TypeString {
-		if !utf8.Valid(pv.text) {
+		if !pv.ascii && !utf8.Valid(pv.text) {
 			return nil, e, 0, fmt.Errorf("%w: field %q is not valid UTF-8", ErrBadField, d.rules.PageField)
 		}
 		e.Page, page = d.intern(pv.text)

@@ -92,7 +92,9 @@ type scanner struct {
 	b    []byte
 	pos  int
 	seen uint64 // the path nodes met: fastjson reads the first of equal keys
-	vals [numFields]value
+	// ascii says the last string str read is all ASCII.
+	ascii bool
+	vals  [numFields]value
 }
 
 // space skips what fastjson takes for white space.
@@ -107,12 +109,18 @@ func (s *scanner) space() {
 // str reads the rest of a string whose '"' is behind. A backslash anywhere
 // outside a string is a syntax error, so a line with no backslash in its
 // strings has none at all.
+//
+// It notes in s.ascii whether the string is all ASCII, and so valid UTF-8
+// with no need to check; it may say no for an ASCII string (the word that
+// holds the closing quote is looked at whole), never yes for another.
 func (s *scanner) str() ([]byte, bool) {
 	b, start := s.b, s.pos
 	i := start
+	var or uint64 // of the bytes looked at: their high bits
 	// Eight bytes at a time: a byte loop costs more than the rest of scan.
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
+		or |= w
 		if m := zeroByte(w^quotes) | zeroByte(w^backslashes); m != 0 {
 			i += bits.TrailingZeros64(m) / 8
 			break
@@ -122,10 +130,12 @@ func (s *scanner) str() ([]byte, bool) {
 		switch b[i] {
 		case '"':
 			s.pos = i + 1
+			s.ascii = or&(0x80*ones) == 0
 			return b[start:i], true
 		case '\\':
 			return nil, false
 		}
+		or |= uint64(b[i])
 	}
 	return nil, false
 }
@@ -221,10 +231,11 @@ func (s *scanner) wanted(n *pathNode, depth int) bool {
 	if !ok {
 		return false
 	}
+	ascii := t == fastjson.TypeString && s.ascii
 	for fs := n.fields; fs != 0; fs &= fs - 1 {
 		// Field by field: a composite literal copied in costs a stalled load.
 		v := &s.vals[bits.TrailingZeros8(fs)]
-		v.t, v.text, v.ok = t, text, true
+		v.t, v.text, v.ok, v.ascii = t, text, true, ascii
 	}
 	return true
 }
