@@ -108,8 +108,12 @@ func (cd *chunkDecoder) decode(c chunk) decoded {
 		} else {
 			line, data = data, nil
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(bytes.TrimSpace(line)) == 0 {
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = bytes.TrimRight(line, "\r")
+		}
+		// A line that starts an object is not blank: only others need the
+		// look for white space (Unicode's, as bytes.TrimSpace has it).
+		if len(line) == 0 || line[0] != '{' && len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		res.lines++

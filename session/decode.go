@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -347,6 +348,16 @@ func parseDigits(b []byte) (int64, bool) {
 		return 0, false
 	}
 	var n int64
+	// Eight digits at a time while there are eight: epoch milliseconds have
+	// thirteen, and the byte loop below is most of a line's time parse.
+	for len(b) >= 8 {
+		w := binary.LittleEndian.Uint64(b)
+		if d := w - '0'*ones; (d|(w+('9'^0x7f)*ones))&(0x80*ones) != 0 {
+			return 0, false // a byte below '0' or above '9'
+		}
+		n = n*1e8 + int64(eightDigits(w))
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
@@ -357,6 +368,15 @@ func parseDigits(b []byte) (int64, bool) {
 		n = -n
 	}
 	return n, true
+}
+
+// eightDigits is the number that eight ASCII digits make, the first in the
+// lowest byte of w.
+func eightDigits(w uint64) uint64 {
+	w -= '0' * ones
+	w = w*10 + w>>8 // pairs: each even byte holds two digits' value
+	w = ((w&0x000000ff000000ff)*(100+1000000<<32) + (w>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
+	return w
 }
 
 // timeLayouts are tried in order; fractional seconds are accepted by all.
