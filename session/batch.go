@@ -42,6 +42,17 @@ type BatchStats struct {
 // Run reads JSON lines from r and returns the sessions sorted by key, then
 // start time.
 func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, error) {
+	sorted, stats, err := b.RunSorted(ctx, r)
+	if err != nil {
+		return nil, stats, err
+	}
+	return sorted.records(b.workers()), stats, nil
+}
+
+// RunSorted is Run that hands the sessions over where the sessionizing left
+// them, in order, without copying them into one slice: for a caller that
+// writes them out, as `starter sessionize` does.
+func (b *Batch) RunSorted(ctx context.Context, r io.Reader) (*Sorted, BatchStats, error) {
 	workers := b.workers()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -111,10 +122,10 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	if err := context.Cause(ctx); err != nil {
 		return nil, stats, err
 	}
-	records, st := sessionizeParts(b.Rules, b.Pipeline, stores, pages, stats.MaxTime, workers)
+	sorted, st := sessionizeParts(b.Rules, b.Pipeline, stores, pages, stats.MaxTime, workers)
 	stats.Stats = st
-	stats.Sessions = int64(len(records))
-	return records, stats, nil
+	stats.Sessions = int64(sorted.Len())
+	return sorted, stats, nil
 }
 
 func (b *Batch) workers() int {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"cmp"
+	"iter"
 	"runtime"
 	"slices"
 	"sync"
@@ -27,7 +28,8 @@ func Sessionize(r *Rules, pipeline string, events []Keyed) ([]Record, Stats) {
 		}
 		s.add([]byte(e.Key), xxhash.Sum64String(e.Key), storedEvent{time: e.Time, seq: e.Seq, id: e.ID, page: page, flags: e.Flags}, e.SoC)
 	}
-	return sessionizeParts(r, pipeline, []*eventStore{s}, [][]string{pageNames}, maxTime, 1)
+	sorted, stats := sessionizeParts(r, pipeline, []*eventStore{s}, [][]string{pageNames}, maxTime, 1)
+	return sorted.records(1), stats
 }
 
 // sessionizeParts sessionizes the stores' events part by part, on up to
@@ -35,7 +37,7 @@ func Sessionize(r *Rules, pipeline string, events []Keyed) ([]Record, Stats) {
 // the records sorted by key, then start. A key's events are all in one part
 // (the part of its hash), so parts are independent; every part's keys are
 // sorted once, all together, at the end.
-func sessionizeParts(r *Rules, pipeline string, stores []*eventStore, pages [][]string, maxTime int64, workers int) ([]Record, Stats) {
+func sessionizeParts(r *Rules, pipeline string, stores []*eventStore, pages [][]string, maxTime int64, workers int) (*Sorted, Stats) {
 	results := make([]partResult, partitions)
 	stats := make([]Stats, workers)
 	var next atomic.Int64
@@ -50,7 +52,7 @@ func sessionizeParts(r *Rules, pipeline string, stores []*eventStore, pages [][]
 				if p >= partitions {
 					break
 				}
-				if p == partitions/2 && len(stores) > 0 && stores[0].count > gcAfter {
+				if (p == partitions/3 || p == 2*partitions/3) && len(stores) > 0 && stores[0].count > gcAfter {
 					runtime.GC()
 				}
 				results[p] = ps.run(stores, pages, p)
@@ -59,25 +61,28 @@ func sessionizeParts(r *Rules, pipeline string, stores []*eventStore, pages [][]
 		}()
 	}
 	wg.Wait()
-	if len(stores) > 0 && stores[0].count > gcAfter {
-		runtime.GC()
-	}
 	var total Stats
 	for _, s := range stats {
 		total.Duplicates += s.Duplicates
 		total.Ignored += s.Ignored
 	}
-	return gatherSorted(results, workers), total
+	sorted := &Sorted{parts: results}
+	for _, p := range results {
+		sorted.keys = append(sorted.keys, p.keys...)
+		sorted.n += len(p.records)
+	}
+	slices.SortFunc(sorted.keys, func(a, b keyRecords) int { return cmp.Compare(a.key, b.key) })
+	return sorted, total
 }
 
 // gcAfter is the size of input (events of the first store) from which
-// sessionizeParts collects garbage halfway through the parts and once more
-// at the end. A part's events are dead once gathered, and the records are
-// made as the events die; but a batch runs with few collections (the
-// starter sets GOGC to 400), so without these two the records and the final
-// copy would take new memory beside the dead events, some 300 MB of the 10M
-// events' 1.2 GB. Most of the heap is events, which hold no pointers, and a
-// collection marks only the records: a few tens of milliseconds.
+// sessionizeParts collects garbage a third and two thirds through the parts,
+// and Sorted.records before its copy. A part's events are dead once gathered,
+// and the records are made as the events die; but a batch runs with few
+// collections (the starter sets GOGC to 400), so without these the records
+// and the copy would take new memory beside the dead events, some 300 MB of
+// the 10M events' 1.2 GB. Most of the heap is events, which hold no
+// pointers, and a collection marks only the records.
 const gcAfter = 1 << 20
 
 // partResult is a part's records, key by key in sorted key order.
@@ -227,31 +232,50 @@ func (ps *partSessionizer) gather(stores []*eventStore, p int) {
 	}
 }
 
-// gatherSorted puts the parts' records in one slice, sorted by key, then
-// start: every part's keys in one sort, then the copies, on workers
-// goroutines.
-func gatherSorted(parts []partResult, workers int) []Record {
-	var keys []keyRecords
-	total := 0
-	for _, p := range parts {
-		keys = append(keys, p.keys...)
-		total += len(p.records)
+// Sorted are a batch's records, sorted by key, then start, where the
+// sessionizing left them: in runs of a key's records, in parts. Reading
+// them as runs spares a large batch the copy into one slice, and its
+// memory (Batch.RunSorted); Run makes that copy.
+type Sorted struct {
+	parts []partResult
+	keys  []keyRecords // every part's, sorted by key
+	n     int
+}
+
+// Len returns the number of records.
+func (s *Sorted) Len() int { return s.n }
+
+// Runs yields the records in order, a key's at a time. The slices are the
+// batch's own: read them, do not keep or change them.
+func (s *Sorted) Runs() iter.Seq[[]Record] {
+	return func(yield func([]Record) bool) {
+		for _, k := range s.keys {
+			if k.n > 0 && !yield(s.parts[k.part].records[k.first:k.first+k.n]) {
+				return
+			}
+		}
 	}
-	slices.SortFunc(keys, func(a, b keyRecords) int { return cmp.Compare(a.key, b.key) })
-	out := make([]Record, total)
-	starts := make([]int, len(keys)+1)
-	for i, k := range keys {
+}
+
+// records copies the records into one slice, on workers goroutines.
+func (s *Sorted) records(workers int) []Record {
+	if s.n > gcAfter/8 {
+		runtime.GC() // the copy reuses the events' memory
+	}
+	out := make([]Record, s.n)
+	starts := make([]int, len(s.keys)+1)
+	for i, k := range s.keys {
 		starts[i+1] = starts[i] + int(k.n)
 	}
 	var wg sync.WaitGroup
 	for w := range workers {
-		lo, hi := len(keys)*w/workers, len(keys)*(w+1)/workers
+		lo, hi := len(s.keys)*w/workers, len(s.keys)*(w+1)/workers
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				k := keys[i]
-				copy(out[starts[i]:starts[i+1]], parts[k.part].records[k.first:k.first+k.n])
+				k := s.keys[i]
+				copy(out[starts[i]:starts[i+1]], s.parts[k.part].records[k.first:k.first+k.n])
 			}
 		}()
 	}

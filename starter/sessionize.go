@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -125,7 +126,7 @@ func sessionize(ctx context.Context, std stdio, rules *session.Rules, in, out, f
 			fmt.Fprintf(stderr, "%s line %d: invalid: %v\n", inputName(in), line, err)
 			return nil
 		}}
-	records, stats, err := b.Run(ctx, r)
+	sorted, stats, err := b.RunSorted(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -135,9 +136,9 @@ func sessionize(ctx context.Context, std stdio, rules *session.Rules, in, out, f
 		return err
 	}
 	if format == "table" {
-		err = writeTable(w, rules.Profile, records)
+		err = writeTable(w, rules.Profile, sorted.Runs())
 	} else {
-		err = writeJSON(w, records)
+		err = writeJSON(w, sorted.Runs())
 	}
 	if cerr := closeOut(); err == nil {
 		err = cerr
@@ -198,7 +199,7 @@ func openOutput(name string, stdout io.Writer) (*bufio.Writer, func() error, err
 	return w, func() error { return errors.Join(w.Flush(), f.Close()) }, nil
 }
 
-func writeTable(w io.Writer, profile session.Profile, records []session.Record) error {
+func writeTable(w io.Writer, profile session.Profile, runs iter.Seq[[]session.Record]) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := "KEY\tSTART (UTC)\tEND (UTC)\tDURATION\tEVENTS\tCLOSE REASON"
 	switch profile {
@@ -208,6 +209,15 @@ func writeTable(w io.Writer, profile session.Profile, records []session.Record) 
 		header += "\tSTATUS\tSOC\tBREAKS"
 	}
 	fmt.Fprintln(tw, header)
+	for records := range runs {
+		if err := writeRows(tw, records); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+func writeRows(tw io.Writer, records []session.Record) error {
 	for _, r := range records {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s", r.Key, stamp(r.Start), stamp(r.End),
 			time.Duration(r.DurationMs)*time.Millisecond, r.EventCount, r.CloseReason)
@@ -218,9 +228,11 @@ func writeTable(w io.Writer, profile session.Profile, records []session.Record) 
 			fmt.Fprintf(tw, "\t%s\t%g→%g\t%d (%s)", r.Status, r.SocStart, r.SocEnd, r.BreakCount,
 				time.Duration(r.BreakMs)*time.Millisecond)
 		}
-		fmt.Fprintln(tw)
+		if _, err := fmt.Fprintln(tw); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func stamp(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") }
