@@ -50,8 +50,9 @@ type Decoder struct {
 	recent    [recentPages]int32
 
 	// tree is paths merged for scan, nil when scan cannot serve these paths.
-	tree []pathNode
-	bufs [numFields][]byte // decodeReference's copies of the non-string values
+	tree  []pathNode
+	shape shape             // the top-level members scan expects
+	bufs  [numFields][]byte // decodeReference's copies of the non-string values
 }
 
 // The fields the rules read, in the order Decode checks them.
@@ -108,7 +109,7 @@ func (d *Decoder) Decode(line []byte) (key []byte, e Event, err error) {
 // decode is Decode that also returns the number of the event's page in
 // d.pageNames.
 func (d *Decoder) decode(line []byte) (key []byte, e Event, page int32, err error) {
-	var s scanner
+	s := scanner{shape: &d.shape}
 	if d.tree != nil && s.scan(d.tree, line) {
 		return d.event(&s.vals)
 	}
