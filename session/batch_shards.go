@@ -200,7 +200,9 @@ func (ps *partSessionizer) gather(stores []*eventStore, p int) {
 		ps.flat = append(ps.flat, *e)
 		ps.flatW = append(ps.flatW, int32(w))
 		ps.flatSoC = append(ps.flatSoC, soc)
-		ps.ids = append(ps.ids, ps.keys.id(key, xxhash.Sum64(key)))
+		// The part's keys share the hash's top bits: its low half is hash
+		// enough for a table of a part's keys, and spares hashing again.
+		ps.ids = append(ps.ids, ps.keys.id(key, uint64(e.keyHash)))
 		if c.i++; c.i == len(b.events) {
 			c.b, c.i, c.soc = c.b+1, 0, 0
 		}

@@ -23,6 +23,7 @@ type storedEvent struct {
 	id        uint64
 	page      int32
 	keyEnd    uint32
+	keyHash   uint32 // the low half of the key's hash, for the part's key table
 	flags     Flags
 	hasSoC    bool // its SoC is in socs, not 0
 }
@@ -66,7 +67,7 @@ func (s *eventStore) add(key []byte, h uint64, e storedEvent, soc float64) {
 	}
 	b := &(*blocks)[n-1]
 	b.keys = append(b.keys, key...)
-	e.keyEnd = uint32(len(b.keys))
+	e.keyEnd, e.keyHash = uint32(len(b.keys)), uint32(h)
 	if soc != 0 || e.flags&FlagSoC != 0 {
 		e.hasSoC = true
 		b.socs = append(b.socs, soc)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -153,5 +154,13 @@ func TestGatherMergesStores(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoredEventSize keeps a stored event at 40 bytes: there are as many of
+// them as input lines, and a field more is 10% more of a batch's memory.
+func TestStoredEventSize(t *testing.T) {
+	if n := unsafe.Sizeof(storedEvent{}); n != 40 {
+		t.Errorf("storedEvent takes %d bytes, want 40", n)
 	}
 }
