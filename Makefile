@@ -97,15 +97,17 @@ $(BENCH_FILE): | build
 	$(BIN)/starter generate --num-users 100000 --events $(BENCH_EVENTS) --out $@.tmp && mv $@.tmp $@
 
 ## bench-batch: starter sessionize, DuckDB and pandas side by side on one
-## file (BATCH_EVENTS, default 10M); installs DuckDB from npm and pandas from
-## Debian when missing.
+## file (BATCH_EVENTS, default 10M), ROUNDS times interleaved (default 5):
+## medians, spread, peak RSS and the median per-round ratios. Installs DuckDB
+## from npm and pandas from Debian when missing.
 BATCH_EVENTS ?= 10000000
+ROUNDS       ?= 5
 # npm install, not npm ci: npm 11 rejects its own lock file here, which leaves
 # out the other platforms' optional DuckDB bindings. package.json pins the version.
 bench-batch: build
 	@/usr/bin/python3 -c 'import pandas' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-pandas)
 	cd bench/batch && npm install --no-audit --no-fund --no-save --silent
-	bench/batch/run.sh $(BATCH_EVENTS)
+	bench/batch/run.sh $(BATCH_EVENTS) $(ROUNDS)
 
 bench-sessionize: build $(BENCH_FILE)
 	@ls -l $(BENCH_FILE)

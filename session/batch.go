@@ -42,6 +42,17 @@ type BatchStats struct {
 // Run reads JSON lines from r and returns the sessions sorted by key, then
 // start time.
 func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, error) {
+	sorted, stats, err := b.RunSorted(ctx, r)
+	if err != nil {
+		return nil, stats, err
+	}
+	return sorted.records(b.workers()), stats, nil
+}
+
+// RunSorted is Run that hands the sessions over where the sessionizing left
+// them, in order, without copying them into one slice: for a caller that
+// writes them out, as `starter sessionize` does.
+func (b *Batch) RunSorted(ctx context.Context, r io.Reader) (*Sorted, BatchStats, error) {
 	workers := b.workers()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -55,16 +66,16 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 		}
 	}()
 	var wg sync.WaitGroup
-	// Each worker's key and page numbers, read after wg.Wait.
-	names, pages := make([][]string, workers), make([][]string, workers)
+	// Each worker's events and page numbers, read after wg.Wait.
+	stores, pages := make([]*eventStore, workers), make([][]string, workers)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cd := chunkDecoder{dec: NewDecoder(b.Rules), keys: newKeyTable(w)}
-			defer func() { names[w], pages[w] = cd.keys.names, cd.dec.pageNames }()
+			cd := chunkDecoder{dec: NewDecoder(b.Rules), store: &eventStore{worker: w}}
+			defer func() { stores[w], pages[w] = cd.store, cd.dec.pageNames }()
 			for c := range chunks {
-				res := cd.decode(c, workers)
+				res := cd.decode(c)
 				if c.pooled != nil {
 					chunkPool.Put(c.pooled)
 				}
@@ -82,7 +93,6 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	// invalid lines are reported in order and strict mode stops at the first.
 	var stats BatchStats
 	stats.MaxTime = NoWatermark
-	shards := make([][]part, workers)
 	held := make(map[int]decoded)
 	next := 0
 	for res := range results {
@@ -97,10 +107,7 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 			stats.Lines += d.lines
 			stats.Invalid += int64(len(d.invalid))
 			stats.MaxTime = max(stats.MaxTime, d.maxTime)
-			for i, p := range d.shards {
-				stats.Events += int64(len(p.events))
-				shards[i] = append(shards[i], p)
-			}
+			stats.Events += d.events
 			if b.OnInvalid == nil || context.Cause(ctx) != nil {
 				continue
 			}
@@ -115,10 +122,10 @@ func (b *Batch) Run(ctx context.Context, r io.Reader) ([]Record, BatchStats, err
 	if err := context.Cause(ctx); err != nil {
 		return nil, stats, err
 	}
-	records, st := sessionizeShards(b.Rules, b.Pipeline, shards, names, pages, stats.MaxTime)
+	sorted, st := sessionizeParts(b.Rules, b.Pipeline, stores, pages, stats.MaxTime, workers)
 	stats.Stats = st
-	stats.Sessions = int64(len(records))
-	return records, stats, nil
+	stats.Sessions = int64(sorted.Len())
+	return sorted, stats, nil
 }
 
 func (b *Batch) workers() int {

@@ -22,37 +22,14 @@ type chunk struct {
 	pooled    *[]byte // data's buffer, for chunkPool once decoded
 }
 
+// decoded is what a chunk's decoding reports in input order; its events
+// went to the worker's store.
 type decoded struct {
 	index   int
-	shards  []part // by key hash
+	events  int64
 	invalid []invalidLine
 	lines   int64
 	maxTime int64
-}
-
-// part is a run of decoded events of one shard. Keys travel as ids local to
-// the decoding worker (names[worker][id]), so that no later stage hashes a
-// key string again.
-type part struct {
-	worker int
-	ids    []int32
-	events []storedEvent
-}
-
-// storedEvent is an Event as a batch holds it until the rules run, with its
-// page as a number in the decoding worker's pages (pages[worker][page]): the
-// events are all of the input, and so they hold no pointer for the garbage
-// collector to scan, and take 40 bytes rather than 56.
-type storedEvent struct {
-	time, seq int64
-	id        uint64
-	soc       float64
-	page      int32
-	flags     Flags
-}
-
-func (s *storedEvent) event(pages []string) Event {
-	return Event{Time: s.time, Seq: s.seq, ID: s.id, Flags: s.flags, Page: pages[s.page], SoC: s.soc}
 }
 
 type invalidLine struct {
@@ -116,28 +93,13 @@ func readChunks(ctx context.Context, r io.Reader, out chan<- chunk) error {
 
 // chunkDecoder is a decoding worker's state, kept from chunk to chunk.
 type chunkDecoder struct {
-	dec  *Decoder
-	keys *keyTable
-	// The keys of the chunk's events, numbered once the chunk is decoded:
-	// a lookup in a key table of many keys is a cache miss, and a run of
-	// lookups lets the processor wait for several misses at once, where a
-	// lookup after each line stalls on every one.
-	keyBytes []byte
-	pending  []pendingKey
+	dec   *Decoder
+	store *eventStore
 }
 
-type pendingKey struct {
-	end  int // of the key in keyBytes
-	hash uint64
-}
-
-func (cd *chunkDecoder) decode(c chunk, nshards int) decoded {
-	res := decoded{index: c.index, shards: make([]part, nshards), maxTime: NoWatermark}
-	per := bytes.Count(c.data, []byte{'\n'})/nshards + 1
-	for i := range res.shards {
-		res.shards[i] = part{worker: cd.keys.worker, ids: make([]int32, 0, per+per/4), events: make([]storedEvent, 0, per+per/4)}
-	}
-	cd.keyBytes, cd.pending = cd.keyBytes[:0], cd.pending[:0]
+func (cd *chunkDecoder) decode(c chunk) decoded {
+	res := decoded{index: c.index, maxTime: NoWatermark}
+	before := cd.store.count
 	data := c.data
 	for ln := c.firstLine; len(data) > 0; ln++ {
 		var line []byte
@@ -146,8 +108,12 @@ func (cd *chunkDecoder) decode(c chunk, nshards int) decoded {
 		} else {
 			line, data = data, nil
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(bytes.TrimSpace(line)) == 0 {
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = bytes.TrimRight(line, "\r")
+		}
+		// A line that starts an object is not blank: only others need the
+		// look for white space (Unicode's, as bytes.TrimSpace has it).
+		if len(line) == 0 || line[0] != '{' && len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		res.lines++
@@ -158,19 +124,10 @@ func (cd *chunkDecoder) decode(c chunk, nshards int) decoded {
 			continue
 		}
 		res.maxTime = max(res.maxTime, e.Time)
-		h := xxhash.Sum64(key)
-		p := &res.shards[h%uint64(nshards)]
-		p.events = append(p.events, storedEvent{time: e.Time, seq: ln, id: e.ID, soc: e.SoC, page: page, flags: e.Flags})
 		// The key may point into the decoder's memory, valid until the next
-		// line: it is copied.
-		cd.keyBytes = append(cd.keyBytes, key...)
-		cd.pending = append(cd.pending, pendingKey{end: len(cd.keyBytes), hash: h})
+		// line: the store copies it.
+		cd.store.add(key, xxhash.Sum64(key), storedEvent{time: e.Time, seq: ln, id: e.ID, page: page, flags: e.Flags}, e.SoC)
 	}
-	start := 0
-	for _, k := range cd.pending {
-		p := &res.shards[k.hash%uint64(nshards)]
-		p.ids = append(p.ids, cd.keys.id(cd.keyBytes[start:k.end], k.hash))
-		start = k.end
-	}
+	res.events = cd.store.count - before
 	return res
 }

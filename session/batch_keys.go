@@ -1,8 +1,8 @@
 package session
 
-// keyTable numbers the keys one decoding worker has seen. It looks keys up
-// by the 64-bit hash the shard is chosen by, so a key is hashed once per
-// event, not twice. It is an open-addressing table rather than a map: with
+// keyTable numbers the keys of a part of a batch (sessionizeParts). It looks
+// keys up by their 64-bit hash, whose top bits chose the part and whose low
+// bits choose the slot. It is an open-addressing table rather than a map: with
 // the hash and a short key in the slot itself, a lookup costs one cache miss,
 // where a map costs one for its slot and two more to compare the key, in the
 // names array and in the string's own memory.
@@ -45,6 +45,12 @@ func (k *keyTable) id(key []byte, h uint64) int32 {
 			return s.id - 1
 		}
 	}
+}
+
+// reset empties the table, keeping its slots' memory.
+func (k *keyTable) reset() {
+	clear(k.slots)
+	k.names = k.names[:0]
 }
 
 // add gives key the next id and puts it in the empty slot s.

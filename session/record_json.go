@@ -72,6 +72,14 @@ func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none of them needs a look: most
+		// strings (ids, keys, pages) need none at all.
+		for i+8 <= len(s) && plainJSON(s[i:i+8]) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
 				i++
@@ -117,6 +125,19 @@ func AppendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// plainJSON reports whether the eight bytes of s are ASCII that a JSON
+// string holds as is: no control character, quote or backslash. It may say
+// no for such bytes, never yes for others.
+func plainJSON(s string) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	control := (w - 0x20*ones) &^ w // high bit of the first byte below 0x20
+	quote := (w ^ '"'*ones - ones) &^ (w ^ '"'*ones)
+	backslash := (w ^ '\\'*ones - ones) &^ (w ^ '\\'*ones)
+	return (w|control|quote|backslash)&high == 0
 }
 
 // appendFloat formats like encoding/json: shortest representation, with

@@ -92,8 +92,32 @@ type scanner struct {
 	b    []byte
 	pos  int
 	seen uint64 // the path nodes met: fastjson reads the first of equal keys
-	vals [numFields]value
+	// ascii says the last string str read is all ASCII.
+	ascii bool
+	vals  [numFields]value
+	// shape, when set, is the top-level members of the lines before, as
+	// the decoder keeps them (shape).
+	shape *shape
 }
+
+// shape predicts a line's top-level member names from the lines before:
+// lines of one source carry the same names in the same order. A member
+// whose bytes start with the predicted `"name":` is that name, with no
+// string to scan for it and no name to look up; any other is read in full
+// and becomes the prediction.
+type shape struct {
+	members []member
+}
+
+// member is a top-level member name as it appears, quotes and colon
+// included, and its node, nil for a name the rules do not read.
+type member struct {
+	token string
+	node  *pathNode
+}
+
+// maxShape is the most top-level members a shape follows.
+const maxShape = 16
 
 // space skips what fastjson takes for white space.
 func (s *scanner) space() {
@@ -107,12 +131,18 @@ func (s *scanner) space() {
 // str reads the rest of a string whose '"' is behind. A backslash anywhere
 // outside a string is a syntax error, so a line with no backslash in its
 // strings has none at all.
+//
+// It notes in s.ascii whether the string is all ASCII, and so valid UTF-8
+// with no need to check; it may say no for an ASCII string (the word that
+// holds the closing quote is looked at whole), never yes for another.
 func (s *scanner) str() ([]byte, bool) {
 	b, start := s.b, s.pos
 	i := start
+	var or uint64 // of the bytes looked at: their high bits
 	// Eight bytes at a time: a byte loop costs more than the rest of scan.
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
+		or |= w
 		if m := zeroByte(w^quotes) | zeroByte(w^backslashes); m != 0 {
 			i += bits.TrailingZeros64(m) / 8
 			break
@@ -122,10 +152,12 @@ func (s *scanner) str() ([]byte, bool) {
 		switch b[i] {
 		case '"':
 			s.pos = i + 1
+			s.ascii = or&(0x80*ones) == 0
 			return b[start:i], true
 		case '\\':
 			return nil, false
 		}
+		or |= uint64(b[i])
 	}
 	return nil, false
 }
@@ -158,16 +190,25 @@ func (s *scanner) object(nodes []pathNode, depth int) bool {
 	if s.next('}') {
 		return true
 	}
-	for {
-		name, ok := s.name()
-		if !ok {
-			return false
-		}
+	for m := 0; ; m++ {
 		var n *pathNode
-		for i := range nodes {
-			if nodes[i].name == string(name) {
-				n = &nodes[i]
-				break
+		var ok bool
+		if sh := s.shape; depth == 1 && sh != nil && m < len(sh.members) && s.predicted(sh.members[m].token) {
+			n = sh.members[m].node
+		} else {
+			start := s.pos
+			var name []byte
+			if name, ok = s.name(); !ok {
+				return false
+			}
+			for i := range nodes {
+				if nodes[i].name == string(name) {
+					n = &nodes[i]
+					break
+				}
+			}
+			if depth == 1 && sh != nil && m < maxShape {
+				s.learn(m, start, len(name), n)
 			}
 		}
 		if n != nil && s.seen&n.bit == 0 {
@@ -187,6 +228,29 @@ func (s *scanner) object(nodes []pathNode, depth int) bool {
 			return false
 		}
 	}
+}
+
+// predicted consumes token, a member's `"name":`, and the white space after
+// it, if the line goes on with it.
+func (s *scanner) predicted(token string) bool {
+	if len(s.b)-s.pos < len(token) || string(s.b[s.pos:s.pos+len(token)]) != token {
+		return false
+	}
+	s.pos += len(token)
+	s.space()
+	return true
+}
+
+// learn makes the member m just read, whose name of n bytes started at
+// start, the shape's m-th: when its bytes are `"name":` with nothing between,
+// which is what predicted matches.
+func (s *scanner) learn(m, start, n int, node *pathNode) {
+	sh := s.shape
+	end := start + n + 3
+	if m > len(sh.members) || end > len(s.b) || s.b[start] != '"' || s.b[end-2] != '"' || s.b[end-1] != ':' {
+		return
+	}
+	sh.members = append(sh.members[:m], member{token: string(s.b[start:end]), node: node})
 }
 
 // name reads a member's name and the ':' after it.
@@ -221,10 +285,11 @@ func (s *scanner) wanted(n *pathNode, depth int) bool {
 	if !ok {
 		return false
 	}
+	ascii := t == fastjson.TypeString && s.ascii
 	for fs := n.fields; fs != 0; fs &= fs - 1 {
 		// Field by field: a composite literal copied in costs a stalled load.
 		v := &s.vals[bits.TrailingZeros8(fs)]
-		v.t, v.text, v.ok = t, text, true
+		v.t, v.text, v.ok, v.ascii = t, text, true, ascii
 	}
 	return true
 }

@@ -27,10 +27,10 @@ type Tracker struct {
 
 	open   bool
 	cur    OpenSession
-	last   SessionStart        // of the last closed session; Start is NoWatermark before one
-	gate   func() bool         // GateTies
-	seen   map[uint64]struct{} // identities applied to the open session
-	seenAt int64               // time of the last identity put in seen
+	last   SessionStart // of the last closed session; Start is NoWatermark before one
+	gate   func() bool  // GateTies
+	seen   idSet        // identities applied to the open session
+	seenAt int64        // time of the last identity put in seen
 
 	breaks []Break // breaks since the last TakeBreaks, when tracked
 	track  bool
@@ -151,7 +151,7 @@ func (t *Tracker) applyAll(events []Event) {
 // apply runs the rules on one event; events arrive here in time order.
 func (t *Tracker) apply(e Event) {
 	if e.ID != 0 {
-		if _, dup := t.seen[e.ID]; dup {
+		if t.seen.has(e.ID) {
 			t.stats.Duplicates++
 			return
 		}
@@ -173,17 +173,14 @@ func (t *Tracker) apply(e Event) {
 		// Identities of the previous session matter only for events of its
 		// very last instant (an end marker's redelivery); later ones cannot
 		// repeat them.
-		if e.Time > t.seenAt && len(t.seen) > 0 {
-			clear(t.seen)
+		if e.Time > t.seenAt && t.seen.len() > 0 {
+			t.seen.clear()
 		}
 		t.cur.begin(e, t.tie(e.Time), nil)
 		t.open = true
 	}
 	if e.ID != 0 {
-		if t.seen == nil {
-			t.seen = make(map[uint64]struct{})
-		}
-		t.seen[e.ID] = struct{}{}
+		t.seen.add(e.ID) // not there: it would be a duplicate
 		t.seenAt = e.Time
 	}
 	if e.Flags&FlagEnd != 0 {
@@ -295,10 +292,7 @@ func (t *Tracker) State() TrackerState {
 		last := t.last
 		s.Last = &last
 	}
-	//workflowcheck:ignore map order does not matter: s.Seen is sorted below
-	for id := range t.seen {
-		s.Seen = append(s.Seen, id)
-	}
+	s.Seen = t.seen.appendTo(nil)
 	slices.Sort(s.Seen)
 	return s
 }
@@ -316,10 +310,9 @@ func RestoreTracker(r *Rules, pipeline, key string, s TrackerState) *Tracker {
 	if s.Last != nil {
 		t.last = *s.Last
 	}
-	if len(s.Seen) > 0 {
-		t.seen = make(map[uint64]struct{}, len(s.Seen))
-		for _, id := range s.Seen {
-			t.seen[id] = struct{}{}
+	for _, id := range s.Seen {
+		if !t.seen.has(id) {
+			t.seen.add(id)
 		}
 	}
 	return t

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +26,7 @@ import (
 func sessionizeCmd() *cobra.Command {
 	var (
 		in, out, format, pipeline string
+		cpuProfile                string
 		strict                    bool
 		workers                   int
 	)
@@ -56,6 +59,7 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "pipeline name written into the records")
 	cmd.Flags().BoolVar(&strict, "strict", false, "stop with an error at the first invalid line")
 	cmd.Flags().IntVar(&workers, "workers", 0, "decoding goroutines (default: one per CPU)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		rules, err := rf.Rules()
 		if err != nil {
@@ -67,9 +71,30 @@ Durations take Go syntax: 90s, 30m, 2h, 1h30m.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		defer stop()
 		std := stdio{in: cmd.InOrStdin(), out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
+		if cpuProfile != "" {
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		return sessionize(ctx, std, rules, in, out, format, pipeline, strict, workers)
 	}
 	return cmd
+}
+
+// startCPUProfile profiles the process into name until the returned
+// function is called.
+func startCPUProfile(name string) (func(), error) {
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // stdio are the command's standard streams, replaceable in tests.
@@ -101,7 +126,7 @@ func sessionize(ctx context.Context, std stdio, rules *session.Rules, in, out, f
 			fmt.Fprintf(stderr, "%s line %d: invalid: %v\n", inputName(in), line, err)
 			return nil
 		}}
-	records, stats, err := b.Run(ctx, r)
+	sorted, stats, err := b.RunSorted(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -111,9 +136,9 @@ func sessionize(ctx context.Context, std stdio, rules *session.Rules, in, out, f
 		return err
 	}
 	if format == "table" {
-		err = writeTable(w, rules.Profile, records)
+		err = writeTable(w, rules.Profile, sorted.Runs())
 	} else {
-		err = writeJSON(w, records)
+		err = writeJSON(w, sorted.Runs())
 	}
 	if cerr := closeOut(); err == nil {
 		err = cerr
@@ -147,7 +172,9 @@ func openInput(name string, stdin io.Reader) (io.Reader, func(), error) {
 		}
 		f, closeFn = file, func() { file.Close() }
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
+	// A small buffer: the batch reads a megabyte at a time, which bufio then
+	// reads straight from the file instead of copying it through the buffer.
+	br := bufio.NewReaderSize(f, 64<<10)
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
@@ -172,18 +199,7 @@ func openOutput(name string, stdout io.Writer) (*bufio.Writer, func() error, err
 	return w, func() error { return errors.Join(w.Flush(), f.Close()) }, nil
 }
 
-func writeJSON(w io.Writer, records []session.Record) error {
-	var line []byte
-	for i := range records {
-		line = append(records[i].AppendJSON(line[:0]), '\n')
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeTable(w io.Writer, profile session.Profile, records []session.Record) error {
+func writeTable(w io.Writer, profile session.Profile, runs iter.Seq[[]session.Record]) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := "KEY\tSTART (UTC)\tEND (UTC)\tDURATION\tEVENTS\tCLOSE REASON"
 	switch profile {
@@ -193,6 +209,15 @@ func writeTable(w io.Writer, profile session.Profile, records []session.Record) 
 		header += "\tSTATUS\tSOC\tBREAKS"
 	}
 	fmt.Fprintln(tw, header)
+	for records := range runs {
+		if err := writeRows(tw, records); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+func writeRows(tw io.Writer, records []session.Record) error {
 	for _, r := range records {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s", r.Key, stamp(r.Start), stamp(r.End),
 			time.Duration(r.DurationMs)*time.Millisecond, r.EventCount, r.CloseReason)
@@ -203,9 +228,11 @@ func writeTable(w io.Writer, profile session.Profile, records []session.Record) 
 			fmt.Fprintf(tw, "\t%s\t%g→%g\t%d (%s)", r.Status, r.SocStart, r.SocEnd, r.BreakCount,
 				time.Duration(r.BreakMs)*time.Millisecond)
 		}
-		fmt.Fprintln(tw)
+		if _, err := fmt.Fprintln(tw); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func stamp(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") }
