@@ -86,8 +86,7 @@ func lateDay(prefix, date string) string {
 // and so writes each late event once however it cuts its batches.
 func LateWritten(ctx context.Context, s3 *minio.Client, bucket, prefix, writer, date string, from int64) (map[string]bool, error) {
 	dir := lateDay(prefix, date) + "/"
-	stem := objectName(writer, 0)
-	stem = stem[:len(stem)-10] // "<writer>-"
+	stem := writerStem(writer)
 	var keys []string
 	legacy, legacySeq := "", int64(-1) // the last older name below from
 	for obj := range s3.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: dir + stem}) {
@@ -118,13 +117,9 @@ func LateWritten(ctx context.Context, s3 *minio.Client, bucket, prefix, writer, 
 	}
 	seen := make(map[string]bool)
 	for _, k := range keys {
-		data, err := ReadObject(ctx, s3, bucket, k)
+		evs, err := readObject(ctx, s3, bucket, k, decodeLate)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", k, err)
-		}
-		evs, err := decodeLate(ctx, data)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", k, err)
+			return nil, err
 		}
 		for _, e := range evs {
 			if e.Source != "" {

@@ -64,8 +64,11 @@ func JoinPrefix(prefix, dir string) string {
 // objectName is "<writer>-<seq>": the writer's slashes become dashes so the
 // name is one path segment, and seq is zero-padded so names sort by seq.
 func objectName(writer string, seq int64) string {
-	return fmt.Sprintf("%s-%010d", strings.ReplaceAll(writer, "/", "-"), seq)
+	return fmt.Sprintf("%s%010d", writerStem(writer), seq)
 }
+
+// writerStem is what every object name of writer starts with: "<writer>-".
+func writerStem(writer string) string { return strings.ReplaceAll(writer, "/", "-") + "-" }
 
 // putDays writes rows as one Parquet object per UTC date of ms(row), named
 // key(date), and tells wrote (if set) of each object.
@@ -113,13 +116,9 @@ func readAll[T any](ctx context.Context, s3 *minio.Client, bucket, prefix string
 		if !strings.HasSuffix(obj.Key, ".parquet") {
 			continue
 		}
-		data, err := ReadObject(ctx, s3, bucket, obj.Key)
+		rows, err := readObject(ctx, s3, bucket, obj.Key, decode)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", obj.Key, err)
-		}
-		rows, err := decode(ctx, data)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", obj.Key, err)
+			return nil, err
 		}
 		out = append(out, rows...)
 	}
@@ -128,6 +127,19 @@ func readAll[T any](ctx context.Context, s3 *minio.Client, bucket, prefix string
 		return nil, fmt.Errorf("list %s: %w", prefix, err)
 	}
 	return out, nil
+}
+
+// readObject decodes one Parquet object.
+func readObject[T any](ctx context.Context, s3 *minio.Client, bucket, key string,
+	decode func(context.Context, []byte) ([]T, error)) ([]T, error) {
+	data, err := ReadObject(ctx, s3, bucket, key)
+	if err == nil {
+		var rows []T
+		if rows, err = decode(ctx, data); err == nil {
+			return rows, nil
+		}
+	}
+	return nil, fmt.Errorf("read %s: %w", key, err)
 }
 
 // ReadObject returns the content of one object.
