@@ -414,18 +414,19 @@ func (h hist) locals(t *testing.T, typ string) []localMarker {
 }
 
 // The change id of lean sessions (workflows.changeLean), and the version
-// the runs recorded today take: 2, W aimed from as of the task.
+// the runs recorded today take: 3, the close in one local HandOff.
 const (
 	changeLean  = "lean-sessions"
-	leanVersion = 2
+	leanVersion = 3
 )
 
 // leanRun requires the shape every lean session run has, on the happy path:
 // one "lean-sessions" version marker, asked at its start; the record, if the
-// run closes one (delivers 1), handed over by one local DeliverRecord that
-// succeeded, with no signal to the sink and no DeliverRecord activity;
-// notices local Notify markers that succeeded, none by the Notify activity;
-// at most maxUpserts search-attribute upserts.
+// run closes one (delivers 1), handed over with its session_closed notice by
+// one local HandOff that succeeded, with no signal to the sink, no
+// DeliverRecord and no Notify activity; notices in all, those of the closes
+// among them, the others by local Notify markers that succeeded; at most
+// maxUpserts search-attribute upserts.
 func (h hist) leanRun(t *testing.T, delivers, notices, maxUpserts int) {
 	t.Helper()
 	if n := h.versionMarkers(changeLean); n != 1 {
@@ -444,14 +445,17 @@ func (h hist) leanRun(t *testing.T, delivers, notices, maxUpserts int) {
 			t.Errorf("%s: local activity %s (task %d) failed", h.id, m.typ, m.task)
 		}
 	}
-	if n := len(h.locals(t, "DeliverRecord")); n != delivers {
-		t.Errorf("%s: %d local DeliverRecord markers, want %d", h.id, n, delivers)
+	if n := len(h.locals(t, "HandOff")); n != delivers {
+		t.Errorf("%s: %d local HandOff markers, want %d", h.id, n, delivers)
+	}
+	if n := len(h.locals(t, "DeliverRecord")); n != 0 {
+		t.Errorf("%s: %d local DeliverRecord markers, want none: HandOff delivers", h.id, n)
 	}
 	if n := len(h.activities("DeliverRecord")); n != 0 {
 		t.Errorf("%s: %d DeliverRecord activities, want none: the local one did not fail", h.id, n)
 	}
-	if n := len(h.locals(t, "Notify")); n != notices {
-		t.Errorf("%s: %d local Notify markers, want %d", h.id, n, notices)
+	if n := len(h.locals(t, "Notify")); n != notices-delivers {
+		t.Errorf("%s: %d local Notify markers, want %d", h.id, n, notices-delivers)
 	}
 	if n := len(h.activities("Notify")); n != 0 {
 		t.Errorf("%s: %d Notify activities, want none: the local ones did not fail", h.id, n)
@@ -465,13 +469,13 @@ func (h hist) leanRun(t *testing.T, delivers, notices, maxUpserts int) {
 }
 
 // noticeBeforeClose requires the run's first local Notify to have run in an
-// earlier task than its DeliverRecord: a break or expiry notice is sent in
-// the task that finds it, not kept for the close.
+// earlier task than its HandOff: a break or expiry notice is sent in the
+// task that finds it, not kept for the close.
 func (h hist) noticeBeforeClose(t *testing.T) {
 	t.Helper()
-	ns, ds := h.locals(t, "Notify"), h.locals(t, "DeliverRecord")
+	ns, ds := h.locals(t, "Notify"), h.locals(t, "HandOff")
 	if len(ns) == 0 || len(ds) == 0 || ns[0].task >= ds[0].task {
-		t.Errorf("%s: local Notify %+v, DeliverRecord %+v: want the first notice in a task before the close", h.id, ns, ds)
+		t.Errorf("%s: local Notify %+v, HandOff %+v: want the first notice in a task before the close", h.id, ns, ds)
 	}
 }
 
@@ -530,7 +534,7 @@ func clickRules(t *testing.T) session.Rules { return compressed(t, session.Click
 
 // recordMultiBatch: a session fed by four batches in four workflow tasks,
 // one with the clock's pace, closed for inactivity once the clock's W passes
-// it and handed to its running sink by the local DeliverRecord in the
+// it and handed to its running sink by the local HandOff in the
 // closing task, the timer re-aimed by the batches that moved its deadline;
 // a second key closes with it,
 // so the sink's first run buffers two records and flushes them (MaxRecords
@@ -590,7 +594,7 @@ func recordMultiBatch(r *recorder) {
 	// The change-version upsert and the close's.
 	h.leanRun(t, 1, 1, 2)
 	h.noTieMarker(t)
-	r.save("lean2_session_multi_batch", h)
+	r.save("lean3_session_multi_batch", h)
 
 	sink := r.awaitClosed(workflows.SinkWorkflowID(p.Name, 0), sinkRun)
 	sink.ends(t, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)
@@ -605,7 +609,7 @@ func recordMultiBatch(r *recorder) {
 	if err := json.Unmarshal(flushes[0], &in); err != nil || len(in.Records) != 2 || in.Seq != 0 {
 		t.Fatalf("%s: flush input %s (%v), want the two records as seq 0", sink.id, flushes[0], err)
 	}
-	r.save("lean2_sink_flushed", sink)
+	r.save("lean3_sink_flushed", sink)
 }
 
 // recordLate: a session whose W passed t0+10s receives an event of t0+4s:
@@ -636,7 +640,7 @@ func recordLate(r *recorder) {
 	h.leanRun(t, 1, 1, 2)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean2_session_late_event", h)
+	r.save("lean3_session_late_event", h)
 }
 
 // recordBreak: a charging session (break tolerance 5s) with a status-0
@@ -668,7 +672,7 @@ func recordBreak(r *recorder) {
 	r.notified(fmt.Sprintf("%s:%s:%d", rec.SessionID, activities.KindBreakStarted, t0+20*sec))
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean2_session_break_started", h)
+	r.save("lean3_session_break_started", h)
 }
 
 // recordExpiry: a parking-style Open/Close session (max 40s, warning 15s
@@ -705,11 +709,11 @@ func recordExpiry(r *recorder) {
 	r.notified(rec.SessionID + ":" + activities.KindExpiryWarning)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean2_session_expiry_warning", h)
+	r.save("lean3_session_expiry_warning", h)
 }
 
 // recordFallback: the first session of a pipeline closes while no sink
-// runs. A lean run hands every record over by the local DeliverRecord's
+// runs. A lean run hands every record over by the local HandOff's
 // signal-with-start, so there is no failed signal and no fallback: the
 // local activity starts the sink, whose first run flushes that record and
 // continues as new.
@@ -724,7 +728,7 @@ func recordFallback(r *recorder) {
 	h.leanRun(t, 1, 1, 2)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	h.noTieMarker(t)
-	r.save("lean2_session_sink_started", h)
+	r.save("lean3_session_sink_started", h)
 
 	sinkID := workflows.SinkWorkflowID(p.Name, 0)
 	d, err := r.c.DescribeWorkflowExecution(r.ctx, sinkID, "")
@@ -747,7 +751,7 @@ func recordFallback(r *recorder) {
 	if err := json.Unmarshal(sink.recordSignal(t), &got); err != nil || got.SessionID != rec.SessionID {
 		t.Fatalf("%s: record signal %+v (%v), want %s", sinkID, got, err, rec.SessionID)
 	}
-	r.save("lean2_sink_started_by_delivery", sink)
+	r.save("lean3_sink_started_by_delivery", sink)
 }
 
 // recordSignal is the payload of the run's first record signal.
@@ -806,8 +810,8 @@ func recordContinueAsNew(r *recorder) {
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
 	first.noTieMarker(t)
 	second.noTieMarker(t)
-	r.save("lean2_session_continued_with_pending", first)
-	r.save("lean2_session_continued_run_completed", second)
+	r.save("lean3_session_continued_with_pending", first)
+	r.save("lean3_session_continued_run_completed", second)
 }
 
 // recordTie: a logout and a click in the same millisecond make two
@@ -849,8 +853,8 @@ func recordTie(r *recorder) {
 	second.noTieMarker(t)
 	second.leanRun(t, 1, 1, 3)
 	r.notified(rec.SessionID + ":" + activities.KindSessionClosed)
-	r.save("lean2_session_tie_numbered", first)
-	r.save("lean2_session_tie_successor", second)
+	r.save("lean3_session_tie_numbered", first)
+	r.save("lean3_session_tie_successor", second)
 }
 
 // recordClock: a clock fed by two partitions, one of which goes idle, then
@@ -904,5 +908,5 @@ func recordClock(r *recorder) {
 	if n := h.signals(workflows.SignalWatermark); n != 6 {
 		t.Fatalf("%s: %d watermark signals, want 6", id, n)
 	}
-	r.save("lean2_clock_partitions_idle_end", h)
+	r.save("lean3_clock_partitions_idle_end", h)
 }

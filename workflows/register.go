@@ -14,7 +14,11 @@ func Register(w worker.Registry, acts *activities.Activities, c client.Client) {
 	w.RegisterWorkflow(SinkWorkflow)
 	w.RegisterWorkflow(BackfillWorkflow)
 	w.RegisterActivity(acts)
-	w.RegisterActivity(&TemporalActivities{Client: c})
+	ta := &TemporalActivities{Client: c}
+	if acts != nil {
+		ta.Notifier = acts
+	}
+	w.RegisterActivity(ta)
 }
 
 // DefaultWorkflowTaskPollers is the worker binary's default for

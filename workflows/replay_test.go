@@ -20,10 +20,10 @@ import (
 // DefaultVersion path of "lean-sessions": they are what runs open at that
 // deploy look like, and no longer re-recorded. The lean_* files were
 // recorded by the release of version 1 of "lean-sessions" (12fb092) and are
-// no longer re-recorded either. The lean2_* files are what
-// TestRecordHistories records today: sessions that take version 2, and the
-// sink and clock beside them. Never overwrite or delete a file of an
-// earlier release.
+// no longer re-recorded either, nor are the lean2_* files, of version 2
+// (85adcff). The lean3_* files are what TestRecordHistories records today:
+// sessions that take version 3, and the sink and clock beside them. Never
+// overwrite or delete a file of an earlier release.
 var replayCorpus = []string{
 	// TestIntegration/straight, recorded before tie numbering (072146a)
 	// and before batch-paced search attributes (e7affb2).
@@ -72,6 +72,20 @@ var replayCorpus = []string{
 	"lean2_sink_flushed",                    // a sink's first run beside version-2 sessions
 	"lean2_sink_started_by_delivery",        // a sink run started by the local DeliverRecord's signal-with-start, flushed
 	"lean2_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
+	// TestRecordHistories since version 3: the close's record and
+	// session_closed notice in one local HandOff, the same cases.
+	"lean3_session_multi_batch",             // four batches, the last two with readings of W two seconds old (AsOfMs)
+	"lean3_session_late_event",              // an event below W: WriteLate, the close by local HandOff
+	"lean3_session_break_started",           // charging: break_started by local Notify in the task that found it, then HandOff
+	"lean3_session_expiry_warning",          // Open/Close: expiry_warning by local Notify, then closed by the Close event
+	"lean3_session_sink_started",            // no sink runs: the local HandOff's signal-with-start starts it
+	"lean3_session_continued_with_pending",  // closes a session, continues as new with the next one's events pending
+	"lean3_session_continued_run_completed", // a run started from carried state: upsert at its start, closes and completes
+	"lean3_session_tie_numbered",            // logout and click in one ms: lean and tie-numbering markers, continue-as-new
+	"lean3_session_tie_successor",           // the next run, closing "<key>/<start>-1"
+	"lean3_sink_flushed",                    // a sink's first run beside version-3 sessions
+	"lean3_sink_started_by_delivery",        // a sink run started by the local HandOff's signal-with-start, flushed
+	"lean3_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
 }
 
 // TestReplay replays the recorded histories of replayCorpus against today's

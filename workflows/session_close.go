@@ -28,6 +28,12 @@ import (
 // task queue, as earlier runs use: the hand-off waits for it (the record
 // must not end with the run), a notice runs on its own, and the run waits
 // for its notices only before it ends.
+//
+// Version 3 of changeLean makes the hand-off and the session_closed notice
+// one local activity (HandOff): one marker in the history where two cost
+// two events per session. The notice goes out once the sink has the
+// record; a notice that fails there goes to the task queue as before, and a
+// hand-off that fails takes both there, the notice after the record.
 
 // quick gives the local activities their budget: a few attempts within one
 // workflow task. Options are made afresh for each call: the SDK fills in
@@ -58,6 +64,9 @@ func (r *sessionRun) handOff(rec session.Record) error {
 		return nil
 	}
 	in := DeliverInput{Pipeline: r.p, Bucket: SinkBucket(r.in.Key, r.p.buckets()), Record: rec}
+	if r.oneHandOff {
+		return r.handOffOne(in)
+	}
 	var ta *TemporalActivities
 	delivered := workflow.ExecuteLocalActivity(quick(r.ctx), ta.DeliverRecord, in)
 	if r.p.Notify.SessionClosed { // sent while the record is on its way
@@ -66,6 +75,37 @@ func (r *sessionRun) handOff(rec session.Record) error {
 	if err := delivered.Get(r.ctx, nil); err != nil {
 		workflow.GetLogger(r.ctx).Warn("hand-off in the task failed; retrying as an activity", "session_id", rec.SessionID, "error", err)
 		return r.deliverActivity(in)
+	}
+	return nil
+}
+
+// handOffOne is the version-3 hand-off: the record and its notice in one
+// local activity, falling back to the activities on the task queue.
+func (r *sessionRun) handOffOne(deliver DeliverInput) error {
+	in := HandOffInput{Deliver: deliver}
+	if r.p.Notify.SessionClosed {
+		n := r.notice(activities.KindSessionClosed, deliver.Record.SessionID, deliver.Record.End, deliver.Record)
+		in.Notice = &n
+	}
+	var ta *TemporalActivities
+	var res HandOffResult
+	if err := workflow.ExecuteLocalActivity(quick(r.ctx), ta.HandOff, in).Get(r.ctx, &res); err != nil {
+		workflow.GetLogger(r.ctx).Warn("hand-off in the task failed; retrying as an activity", "session_id", deliver.Record.SessionID, "error", err)
+		if err := r.deliverActivity(deliver); err != nil {
+			return err
+		}
+		if in.Notice != nil {
+			r.notices = append(r.notices, r.notifyActivity(*in.Notice))
+		}
+		return nil
+	}
+	switch {
+	case res.NoticeError == "":
+	case res.NoticeFinal:
+		workflow.GetLogger(r.ctx).Error("notification failed for good", "kind", in.Notice.Kind, "session_id", in.Notice.SessionID, "error", res.NoticeError)
+	default:
+		workflow.GetLogger(r.ctx).Warn("notification in the task failed; retrying as an activity", "kind", in.Notice.Kind, "session_id", in.Notice.SessionID, "error", res.NoticeError)
+		r.notices = append(r.notices, r.notifyActivity(*in.Notice))
 	}
 	return nil
 }
@@ -96,13 +136,17 @@ func (r *sessionRun) deliverActivity(in DeliverInput) error {
 // notify sends a notification; its failure is logged, never fatal, and
 // never delays the hand-off of the record.
 func (r *sessionRun) notify(kind, sessionID string, at int64, rec session.Record) {
-	n := activities.Notification{Kind: kind, Pipeline: r.p.Name, Key: r.in.Key, SessionID: sessionID, At: at, Session: rec}
+	n := r.notice(kind, sessionID, at, rec)
 	if r.lean {
 		var a *activities.Activities
 		r.quick = append(r.quick, quickNotice{n: n, f: workflow.ExecuteLocalActivity(quick(r.ctx), a.Notify, n)})
 		return
 	}
 	r.notices = append(r.notices, r.notifyActivity(n))
+}
+
+func (r *sessionRun) notice(kind, sessionID string, at int64, rec session.Record) activities.Notification {
+	return activities.Notification{Kind: kind, Pipeline: r.p.Name, Key: r.in.Key, SessionID: sessionID, At: at, Session: rec}
 }
 
 func (r *sessionRun) notifyActivity(n activities.Notification) workflow.Future {

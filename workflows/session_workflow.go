@@ -65,10 +65,12 @@ type sessionRun struct {
 
 	// lean: this run takes the shape of changeLean (session_timer.go,
 	// session_close.go, session_visibility.go say what changes); aimNow:
-	// its version 2, which aims from W as of the task (session_timer.go).
-	lean, aimNow bool
-	wAt          int64 // wall ms at which w was last known current; 0: unknown
-	stalls       int   // wake-ups in a row whose clock read found W where it was
+	// its version 2, which aims from W as of the task (session_timer.go);
+	// oneHandOff: its version 3, which hands off the record and sends its
+	// session_closed notice in one local activity (session_close.go).
+	lean, aimNow, oneHandOff bool
+	wAt                      int64 // wall ms at which w was last known current; 0: unknown
+	stalls                   int   // wake-ups in a row whose clock read found W where it was
 
 	late    []store.LateEvent
 	notices []workflow.Future // notification activities, awaited before the run ends
@@ -123,15 +125,16 @@ const changeTieIDs = "tie-numbered-session-ids"
 // not from its first task to its last: a run open when the worker was
 // deployed finishes as it began, and a run that continues as new is lean.
 // Version 2 aims the timer from W as it has moved since it was read
-// (EventBatch.AsOfMs), with the same commands otherwise.
+// (EventBatch.AsOfMs), with the same commands otherwise. Version 3 closes
+// with one local activity (HandOff) where version 2 has two.
 const changeLean = "lean-sessions"
 
 func (r *sessionRun) run() (session.Record, error) {
 	if err := workflow.SetQueryHandler(r.ctx, QueryState, r.state); err != nil {
 		return session.Record{}, err
 	}
-	v := workflow.GetVersion(r.ctx, changeLean, workflow.DefaultVersion, 2)
-	r.lean, r.aimNow = v >= 1, v >= 2
+	v := workflow.GetVersion(r.ctx, changeLean, workflow.DefaultVersion, 3)
+	r.lean, r.aimNow, r.oneHandOff = v >= 1, v >= 2, v >= 3
 	events := workflow.GetSignalChannel(r.ctx, SignalEvents)
 	// ready: there is work to step before waiting. A continued run starts
 	// with its carried events and must arm its timer before any wait; a new

@@ -36,9 +36,13 @@ type harness struct {
 	final    bool
 	clock    func(ClockRequest) ClockState // if set, the clock's answer instead of clockW
 	sinkDown bool
-	sunk     []session.Record
-	notes    []activities.Notification
-	late     []store.LateEvent
+	// handOff, if set, is HandOff's outcome (the version-3 close) instead
+	// of a delivery and a notice that go through.
+	handOff func(HandOffInput) (HandOffResult, error)
+	paths   []string // "hand-off", "deliver" and "notify": which activity ran
+	sunk    []session.Record
+	notes   []activities.Notification
+	late    []store.LateEvent
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessNotifyDelay(t, 0) }
@@ -72,13 +76,36 @@ func newHarnessNotifyDelay(t *testing.T, d time.Duration) *harness {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.sunk = append(h.sunk, in.Record)
+			h.paths = append(h.paths, "deliver")
 			return nil
+		})
+	h.env.OnActivity(ta.HandOff, mock.Anything, mock.Anything).After(d).Return(
+		func(_ context.Context, in HandOffInput) (HandOffResult, error) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.paths = append(h.paths, "hand-off")
+			if h.handOff != nil {
+				res, err := h.handOff(in)
+				if err == nil {
+					h.sunk = append(h.sunk, in.Deliver.Record)
+				}
+				if err == nil && in.Notice != nil && res.NoticeError == "" {
+					h.notes = append(h.notes, *in.Notice)
+				}
+				return res, err
+			}
+			h.sunk = append(h.sunk, in.Deliver.Record)
+			if in.Notice != nil {
+				h.notes = append(h.notes, *in.Notice)
+			}
+			return HandOffResult{}, nil
 		})
 	h.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(d).Return(
 		func(_ context.Context, n activities.Notification) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.notes = append(h.notes, n)
+			h.paths = append(h.paths, "notify")
 			return nil
 		})
 	h.env.OnActivity(a.WriteLate, mock.Anything, mock.Anything).Return(

@@ -10,7 +10,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/sessionflow/sessionflow/activities"
 	"github.com/sessionflow/sessionflow/session"
 )
 
@@ -25,6 +27,11 @@ type TemporalActivities struct {
 	// disagree; default 500ms. A session reads W as of its workflow task's
 	// start minus this (ClockState.AsOf), so it costs as much close latency.
 	ClockSkew time.Duration
+
+	// Notifier sends HandOff's notices: the worker's activities.Activities.
+	Notifier interface {
+		Notify(context.Context, activities.Notification) error
+	}
 
 	mu     sync.Mutex
 	clocks map[string]*cachedClock
@@ -128,4 +135,41 @@ func (a *TemporalActivities) DeliverRecord(ctx context.Context, in DeliverInput)
 		return fmt.Errorf("deliver %s to %s: %w", in.Record.SessionID, id, err)
 	}
 	return nil
+}
+
+// HandOffInput is a closed record for its sink and, if its pipeline sends
+// one, the record's session_closed notice.
+type HandOffInput struct {
+	Deliver DeliverInput             `json:"deliver"`
+	Notice  *activities.Notification `json:"notice,omitempty"`
+}
+
+// HandOffResult says how the notice went; a failed delivery is HandOff's
+// error instead.
+type HandOffResult struct {
+	NoticeError string `json:"notice_error,omitempty"`
+	// NoticeFinal: a receiver refused the notice; retrying cannot help.
+	NoticeFinal bool `json:"notice_final,omitempty"`
+}
+
+// HandOff delivers the record (DeliverRecord) and then sends its notice.
+// Only the delivery fails the activity: a retry repeats it, which the sink
+// absorbs, and never resends a notice a receiver already has. The notice's
+// failure is in the result, for the workflow to retry it on its own.
+func (a *TemporalActivities) HandOff(ctx context.Context, in HandOffInput) (HandOffResult, error) {
+	if err := a.DeliverRecord(ctx, in.Deliver); err != nil {
+		return HandOffResult{}, err
+	}
+	if in.Notice == nil {
+		return HandOffResult{}, nil
+	}
+	if a.Notifier == nil {
+		return HandOffResult{NoticeError: "this worker has no notifier"}, nil
+	}
+	err := a.Notifier.Notify(ctx, *in.Notice)
+	if err == nil {
+		return HandOffResult{}, nil
+	}
+	var ae *temporal.ApplicationError
+	return HandOffResult{NoticeError: err.Error(), NoticeFinal: errors.As(err, &ae) && ae.NonRetryable()}, nil
 }

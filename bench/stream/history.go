@@ -105,11 +105,12 @@ func sampleRuns(ctx context.Context, c client.Client, namespace, typ string, n i
 			// A session workflow hands a record to a sink once per session
 			// it closes, and for nothing else: by a signal (before any
 			// DeliverRecord fallback), or in a lean run by the local
-			// activity DeliverRecord, whatever the fallback after it.
+			// activity DeliverRecord (version 1 and 2) or HandOff (3),
+			// whatever the fallback after it.
 			if a := e.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalRecord {
 				sessions++
 			}
-			if localActivityType(e) == "DeliverRecord" {
+			if t := localActivityType(e); t == "DeliverRecord" || t == "HandOff" {
 				sessions++
 			}
 		})
