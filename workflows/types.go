@@ -27,7 +27,14 @@ type Pipeline struct {
 	// Visibility turns on the typed search attributes (they must be
 	// registered on the namespace: RegisterSearchAttributes).
 	Visibility bool `json:"visibility,omitempty"`
+	// Unit is the unit of work: UnitSession (empty: the default) or
+	// UnitShard, with Shards ShardWorkflows (shard_types.go).
+	Unit   string `json:"unit,omitempty"`
+	Shards int    `json:"shards,omitempty"`
 }
+
+// Sharded tells whether the pipeline runs ShardWorkflows.
+func (p Pipeline) Sharded() bool { return p.Unit == UnitShard }
 
 // Notify chooses which notifications a pipeline sends.
 type Notify struct {
