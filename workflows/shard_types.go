@@ -50,4 +50,3 @@ type ShardBatch struct {
 	Rate      float64     `json:"rate,omitempty"`
 	AsOfMs    int64       `json:"as_of_ms,omitempty"`
 }
-
