@@ -241,3 +241,30 @@ func combine(failures []error) error {
 		return errors.Join(failures...)
 	}
 }
+
+// NotifyResult is how one notice of NotifyAll went.
+type NotifyResult struct {
+	Error string `json:"error,omitempty"`
+	// Final: a receiver refused it, or it cannot be sent; retrying cannot help.
+	Final bool `json:"final,omitempty"`
+}
+
+// NotifyAll sends notices, one Notify each, in order, and reports each
+// one's outcome rather than failing: a shard sends a task's notices in one
+// local activity, and retrying the lot for one receiver's hiccup would
+// resend every notice before it. The caller retries the failed ones.
+func (a *Activities) NotifyAll(ctx context.Context, ns []Notification) ([]NotifyResult, error) {
+	out := make([]NotifyResult, len(ns))
+	for i, n := range ns {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := a.Notify(ctx, n)
+		if err == nil {
+			continue
+		}
+		var ae *temporal.ApplicationError
+		out[i] = NotifyResult{Error: err.Error(), Final: errors.As(err, &ae) && ae.NonRetryable()}
+	}
+	return out, nil
+}

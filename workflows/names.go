@@ -65,6 +65,9 @@ var (
 	AttrSessionStart  = temporal.NewSearchAttributeKeyTime("SessionStart")
 	AttrLastEventTime = temporal.NewSearchAttributeKeyTime("LastEventTime")
 	AttrEventCount    = temporal.NewSearchAttributeKeyInt64("EventCount")
+	// Of shard workflows (unit: shard), with AttrPipeline.
+	AttrShard        = temporal.NewSearchAttributeKeyInt64("Shard")
+	AttrOpenSessions = temporal.NewSearchAttributeKeyInt64("OpenSessions")
 )
 
 // Session states as shown in the SessionState search attribute.

@@ -12,6 +12,7 @@ func Register(w worker.Registry, acts *activities.Activities, c client.Client) {
 	w.RegisterWorkflow(SessionWorkflow)
 	w.RegisterWorkflow(ClockWorkflow) // clocks started on the main queue before ClockTaskQueue existed
 	w.RegisterWorkflow(SinkWorkflow)
+	w.RegisterWorkflow(ShardWorkflow)
 	w.RegisterWorkflow(BackfillWorkflow)
 	w.RegisterActivity(acts)
 	ta := &TemporalActivities{Client: c}

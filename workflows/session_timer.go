@@ -34,6 +34,14 @@ import (
 // aimSlack is added to every lean aim; see above.
 const aimSlack = time.Second
 
+// aimWait is how long to sleep until W, at wNow now and moving at rate (of
+// the wall's pace; above 0), passes target, plus aimSlack, within
+// [minWait, maxWait]. Sessions and shards aim with it.
+func aimWait(target, wNow int64, rate float64, maxWait time.Duration) time.Duration {
+	wait := time.Duration(float64(target+1-wNow)/rate)*time.Millisecond + aimSlack
+	return min(max(wait, minWait), maxWait)
+}
+
 // refreshClock asks the pipeline's clock for its watermark.
 func (r *sessionRun) refreshClock() {
 	ctx := workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{
@@ -155,7 +163,7 @@ func (r *sessionRun) armLean() {
 		rate = 1
 	}
 	if rate > 0 && r.w != session.NoWatermark {
-		wait = time.Duration(float64(target+1-r.wNow(rate))/rate)*time.Millisecond + aimSlack
+		wait = aimWait(target, r.wNow(rate), rate, r.p.maxWait())
 	}
 	// r.wait outlives only a timer that fired to a clock read that did not
 	// move W (refreshClock clears it, re-aiming clears it): back off. W

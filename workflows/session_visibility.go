@@ -113,6 +113,8 @@ var searchAttributes = map[string]enumspb.IndexedValueType{
 	AttrSessionStart.GetName():  enumspb.INDEXED_VALUE_TYPE_DATETIME,
 	AttrLastEventTime.GetName(): enumspb.INDEXED_VALUE_TYPE_DATETIME,
 	AttrEventCount.GetName():    enumspb.INDEXED_VALUE_TYPE_INT,
+	AttrShard.GetName():         enumspb.INDEXED_VALUE_TYPE_INT,
+	AttrOpenSessions.GetName():  enumspb.INDEXED_VALUE_TYPE_INT,
 }
 
 // RegisterSearchAttributes adds the session search attributes to a

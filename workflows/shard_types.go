@@ -33,6 +33,8 @@ func ShardWorkflowID(pipeline string, shard int) string {
 type ShardInput struct {
 	Pipeline Pipeline `json:"pipeline"`
 	Shard    int      `json:"shard"`
+	// State is carried across continue-as-new; nil starts a shard afresh.
+	State *ShardState `json:"state,omitempty"`
 }
 
 // KeyEvents are one key's events of a ShardBatch.

@@ -31,6 +31,9 @@ type Pipeline struct {
 	// UnitShard, with Shards ShardWorkflows (shard_types.go).
 	Unit   string `json:"unit,omitempty"`
 	Shards int    `json:"shards,omitempty"`
+	// ShardMaxOpen is the open keys a shard holds before it says to raise
+	// Shards; default DefaultShardMaxOpen.
+	ShardMaxOpen int `json:"shard_max_open,omitempty"`
 }
 
 // Sharded tells whether the pipeline runs ShardWorkflows.
