@@ -70,6 +70,7 @@ func TestRecordHistories(t *testing.T) {
 		{"continue-as-new", recordContinueAsNew},
 		{"tie", recordTie},
 		{"clock", recordClock},
+		{"shard", recordShard},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

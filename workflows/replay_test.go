@@ -86,6 +86,8 @@ var replayCorpus = []string{
 	"lean3_sink_flushed",                    // a sink's first run beside version-3 sessions
 	"lean3_sink_started_by_delivery",        // a sink run started by the local HandOff's signal-with-start, flushed
 	"lean3_clock_partitions_idle_end",       // a running clock: two partitions, one idle, end of input
+	// TestRecordHistories since the shard unit (issue 14).
+	"shard_flushed_late", // a running shard: two batches of two keys, a late event, two closes, one NotifyAll, one flush
 }
 
 // TestReplay replays the recorded histories of replayCorpus against today's
@@ -122,6 +124,7 @@ func TestReplay(t *testing.T) {
 			r.RegisterWorkflow(SessionWorkflow)
 			r.RegisterWorkflow(ClockWorkflow)
 			r.RegisterWorkflow(SinkWorkflow)
+			r.RegisterWorkflow(ShardWorkflow)
 			r.RegisterWorkflow(BackfillWorkflow)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
